@@ -1,0 +1,102 @@
+"""The `compress` command line: it parses arguments and calls the package's Python API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from compress.clitools import user_errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="compress")
+def main() -> None:
+    """Make diffusion and super-resolution models small and fast, and measure it.
+
+    \b
+    compress models                         list the models this toolkit knows
+    compress prune --model sd14 --ratio 0.3 score blocks, remove the least important
+    compress eval --model toy               sample and score quality (toy family)
+    """
+
+
+@main.command("models")
+@user_errors
+def models_cmd() -> None:
+    """List registered model names with one-line descriptions."""
+    from compress.models.registry import list_models
+
+    specs = list_models()
+    width = max(len(s.name) for s in specs)
+    for spec in specs:
+        click.echo(f"{spec.name:<{width}}  {spec.description}")
+
+
+@main.command("prune")
+@click.option("--model", required=True, help="Registry name (see `compress models`) or a diffusers UNet/pipeline folder.")
+@click.option("--weights", default=None, help="Local diffusers folder (UNet or pipeline) or hub id with real weights.")
+@click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
+              help="`random`: the exact architecture with seeded random weights (offline, structural work).")
+@click.option("--ratio", type=float, default=None, help="Share of the budget to remove, in (0, 1).")
+@click.option("--budget", type=click.Choice(["params", "macs"]), default="params", show_default=True,
+              help="What the ratio is a share of.")
+@click.option("--granularity", type=click.Choice(["diffusers", "block"]), default="diffusers", show_default=True,
+              help="`diffusers`: only removals a stock config expresses (loads in plain diffusers). "
+                   "`block`: single blocks and pairs too, saved with a plan that compress.load_unet applies.")
+@click.option("--preset", type=click.Choice(["bk-base", "bk-small", "bk-tiny"]), default=None,
+              help="Build BK-SDM's architecture exactly instead of scoring.")
+@click.option("--score-mode", type=click.Choice(["step", "trajectory"]), default="step", show_default=True,
+              help="`step`: one denoiser call per cached timestep (cheap). `trajectory`: final latents of a "
+                   "full short sampling run per candidate (faithful, slower).")
+@click.option("--combine", type=click.Choice(["sum", "mean", "std", "product"]), default="sum", show_default=True,
+              help="How the mean and std shifts make one score.")
+@click.option("--calib-samples", type=int, default=None, help="Calibration samples [default: 8 SD, 40 toy].")
+@click.option("--calib-steps", type=int, default=4, show_default=True, help="DDIM steps of the calibration run.")
+@click.option("--calib-resolution", type=int, default=None,
+              help="Latent (or pixel) size used for scoring [default: min(sample_size, 32)].")
+@click.option("--guidance", type=float, default=None, help="CFG scale of the calibration run [default: 7.5 SD, 3 toy].")
+@click.option("--max-overshoot", type=float, default=0.1, show_default=True,
+              help="Removal sets may exceed the ratio by less than this; the lowest total score among them wins.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="Output folder (must not exist unless --overwrite).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@user_errors
+def prune_cmd(model, weights, init, ratio, budget, granularity, preset, score_mode, combine, calib_samples,
+              calib_steps, calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
+    """Score every removable unit of a UNet and remove the least important ones.
+
+    \b
+    Writes OUT/unet (diffusers format), OUT/prune_report.json, OUT/prune_report.md and
+    OUT/importance.png. Example:
+      compress prune --model sd14 --init random --ratio 0.3 --out sd14-pruned
+    """
+    from compress.prune import ScoreSettings, prune
+
+    settings = ScoreSettings(mode=score_mode, combine=combine, samples=calib_samples, steps=calib_steps,
+                             resolution=calib_resolution, guidance=guidance, seed=seed)
+    report = prune(model, out, ratio=ratio, budget=budget, granularity=granularity, preset=preset, weights=weights,
+                   init=init, score=settings, max_overshoot=max_overshoot, overwrite=overwrite,
+                   progress=not no_progress)
+    click.echo(f"removed {', '.join(report.removed)}")
+    click.echo(f"params {report.params_before:,} -> {report.params_after:,} ({report.params_removed_share:.1%} removed); "
+               f"MACs {report.macs_before / 1e9:.2f} G -> {report.macs_after / 1e9:.2f} G "
+               f"({report.macs_removed_share:.1%} removed)")
+    click.echo(f"wrote {out}")
+
+
+def run() -> None:
+    """Console entry point: click usage errors also become one `error:` line and exit code 2."""
+    try:
+        code = main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(2)
+    sys.exit(code or 0)
+
+
+# Sub-command groups that live next to their package (one line each).

@@ -1,0 +1,86 @@
+"""Output folders that appear whole or not at all, safe checkpoint loading, and JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from compress.errors import CompressError
+
+
+@contextlib.contextmanager
+def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling folder and rename it to `path` only if the block succeeds.
+
+    On any exception the temporary folder is removed, so a failed run leaves nothing behind.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise CompressError(f"output folder {path} already exists (pass --overwrite to replace it)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
+
+
+def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load a safetensors file, turning a missing or corrupt file into a one-line CompressError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompressError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CompressError(f"cannot read safetensors file {path}: {exc}") from None
+
+
+def load_torch_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a torch checkpoint with `weights_only=True` (no pickled code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompressError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt or unsafe files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CompressError(f"cannot load checkpoint {path}: {first_line}") from None
+
+
+def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Load weights from `.safetensors` or a torch checkpoint (`.pt`, `.pth`, `.ckpt`, `.bin`)."""
+    if str(path).endswith(".safetensors"):
+        return load_safetensors(path)
+    state = load_torch_checkpoint(path)
+    if not isinstance(state, dict):
+        raise CompressError(f"checkpoint {path} does not hold a dict of tensors")
+    return state
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CompressError(f"file not found: {path}") from None
+    except json.JSONDecodeError as exc:
+        raise CompressError(f"{path} is not valid JSON: {exc}") from None

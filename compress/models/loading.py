@@ -1,0 +1,224 @@
+"""Load a diffusion model by registry name, hub id or folder, with its conditioning.
+
+A `DiffusionModel` is what every pipeline stage consumes: the UNet, how to make
+`encoder_hidden_states` for it, and the noise-schedule config it was trained with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from diffusers import UNet2DConditionModel
+
+from compress.errors import CompressError
+from compress.io import load_safetensors
+from compress.models.registry import ModelSpec, get_spec, is_registered
+from compress.models.toy import SD_SCHEDULER_CONFIG, ClassConditioner
+
+PLAN_FILE = "prune_plan.json"  # written next to a block-granularity UNet's config
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; anything else must be a local path
+
+
+@dataclass
+class DiffusionModel:
+    """A UNet plus what is needed to condition and sample it."""
+
+    unet: UNet2DConditionModel
+    family: str  # "sd" or "toy"
+    name: str  # registry name or folder the model came from
+    scheduler_config: dict[str, Any] = field(default_factory=lambda: dict(SD_SCHEDULER_CONFIG))
+    conditioner: ClassConditioner | None = None  # toy family: class tokens
+    text_encoder: Any = None  # sd family with real weights: transformers CLIPTextModel
+    tokenizer: Any = None
+    source_dir: Path | None = None  # the folder it was loaded from, if any
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.unet.config)
+
+
+def assets_dir(name: str) -> Path:
+    return Path(str(resources.files("compress").joinpath("assets", name)))
+
+
+def _check_unet_folder(folder: Path) -> None:
+    if not (folder / "config.json").is_file():
+        raise CompressError(f"{folder} is not a diffusers UNet folder (no config.json)")
+
+
+def load_unet(path: str | os.PathLike) -> UNet2DConditionModel:
+    """Load a UNet folder this toolkit (or diffusers) wrote: `DIR` or `DIR/unet`.
+
+    A `--granularity block` output carries `prune_plan.json`; its removals are applied
+    before the weights are loaded, so the result has exactly the pruned structure.
+    """
+    folder = Path(path)
+    if (folder / "unet").is_dir():
+        folder = folder / "unet"
+    if not folder.is_dir():
+        raise CompressError(f"model folder not found: {path}")
+    _check_unet_folder(folder)
+    plan_path = folder / PLAN_FILE
+    if not plan_path.is_file():
+        weights = folder / WEIGHTS_FILE
+        if weights.is_file():
+            load_safetensors(weights)  # a clear one-line error for a corrupt file before diffusers sees it
+        try:
+            return UNet2DConditionModel.from_pretrained(folder).eval()
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CompressError(f"cannot load UNet from {folder}: {str(exc).splitlines()[0]}") from None
+    from compress.prune.surgery import apply_block_plan  # local: pruning imports this module
+    from compress.types import RemovalPlan
+
+    plan = RemovalPlan.from_dict(json.loads(plan_path.read_text()))
+    config = UNet2DConditionModel.load_config(folder)
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    apply_block_plan(unet, plan)
+    state = load_safetensors(folder / WEIGHTS_FILE)
+    missing, unexpected = unet.load_state_dict(state, strict=False, assign=True)
+    if missing or unexpected:
+        key = (missing or unexpected)[0]
+        raise CompressError(f"weights in {folder} do not match its prune plan (first bad key: {key})")
+    return unet.eval()
+
+
+def _random_unet(config: dict[str, Any], seed: int) -> UNet2DConditionModel:
+    torch.manual_seed(seed)
+    return UNet2DConditionModel.from_config(config).eval()
+
+
+def _load_sd_text_encoder(pipeline_dir: Path) -> tuple[Any, Any]:
+    """The pipeline's CLIP text encoder and tokenizer, or (None, None) when the folder has none."""
+    if not ((pipeline_dir / "text_encoder").is_dir() and (pipeline_dir / "tokenizer").is_dir()):
+        return None, None
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+    except ImportError:
+        raise CompressError("encoding prompts needs transformers: pip install 'compress[sd]'") from None
+    encoder = CLIPTextModel.from_pretrained(pipeline_dir / "text_encoder").eval()
+    return encoder, CLIPTokenizer.from_pretrained(pipeline_dir / "tokenizer")
+
+
+def _load_scheduler_config(folder: Path) -> dict[str, Any]:
+    path = folder / "scheduler" / "scheduler_config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    return dict(SD_SCHEDULER_CONFIG)
+
+
+def _load_folder(folder: Path, family: str | None, name: str) -> DiffusionModel:
+    """A folder written by this toolkit or diffusers: a UNet folder, or one holding `unet/`."""
+    root = folder.parent if folder.name == "unet" else folder
+    unet = load_unet(folder)
+    conditioner = ClassConditioner.load(root / "conditioner") if (root / "conditioner").is_dir() else None
+    if family is None:
+        family = "toy" if conditioner is not None else "sd"
+    text_encoder, tokenizer = _load_sd_text_encoder(root) if family == "sd" else (None, None)
+    return DiffusionModel(unet=unet, family=family, name=name, scheduler_config=_load_scheduler_config(root),
+                          conditioner=conditioner, text_encoder=text_encoder, tokenizer=tokenizer, source_dir=root)
+
+
+def _hub_reachable() -> bool:
+    """Whether the hub's host resolves; avoids minutes of retries on an offline machine."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
+def _from_hub(hub_id: str, local_only: bool) -> tuple[UNet2DConditionModel, Any, Any]:
+    with warnings.catch_warnings():  # hub deprecation chatter would bury the one-line error
+        warnings.simplefilter("ignore")
+        unet = UNet2DConditionModel.from_pretrained(hub_id, subfolder="unet", local_files_only=local_only).eval()
+    try:
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        encoder = CLIPTextModel.from_pretrained(hub_id, subfolder="text_encoder", local_files_only=local_only)
+        tokenizer = CLIPTokenizer.from_pretrained(hub_id, subfolder="tokenizer", local_files_only=local_only)
+        return unet, encoder.eval(), tokenizer
+    except Exception:  # no transformers or no text encoder: scoring falls back to random embeddings
+        return unet, None, None
+
+
+def _load_from_hub(spec: ModelSpec, hub_id: str) -> DiffusionModel:
+    """Weights from the local hub cache, else from the hub when it can be reached."""
+    try:
+        unet, encoder, tokenizer = _from_hub(hub_id, local_only=True)
+    except Exception:  # not cached
+        if not _hub_reachable():
+            raise CompressError(
+                f"offline: the weights of {spec.name} ({hub_id}) are not in the local hub cache and the hub "
+                "cannot be reached; pass --weights PATH for a local copy or --init random"
+            ) from None
+        try:
+            unet, encoder, tokenizer = _from_hub(hub_id, local_only=False)
+        except Exception as exc:  # huggingface_hub raises several types for missing repos or files
+            raise CompressError(f"cannot get weights for {spec.name} from the hub ({hub_id}): "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    return DiffusionModel(unet=unet, family=spec.family, name=spec.name, text_encoder=encoder, tokenizer=tokenizer)
+
+
+def load_diffusion_model(
+    model: str | os.PathLike,
+    weights: str | os.PathLike | None = None,
+    init: str = "pretrained",
+    seed: int = 0,
+) -> DiffusionModel:
+    """Load `model` (registry name or folder).
+
+    `weights` is a local diffusers folder (UNet or pipeline) or a hub id; `init="random"`
+    builds the exact registered architecture with seeded random weights (no download).
+    """
+    if init not in ("pretrained", "random"):
+        raise CompressError(f"--init must be 'pretrained' or 'random', not {init!r}")
+    model = str(model)
+    if not is_registered(model):
+        folder = Path(model)
+        if folder.is_dir():
+            return _load_folder(folder, None, model)
+        get_spec(model)  # raises the unknown-model error listing known names
+    spec = get_spec(model)
+    if spec.unet_config is None:
+        raise CompressError(f"{model} is a {spec.family} model, not a diffusion UNet")
+    if init == "random":
+        if weights is not None:
+            raise CompressError("--weights and --init random exclude each other")
+        unet = _random_unet(spec.unet_config, seed)
+        conditioner = None
+        if spec.family == "toy":
+            torch.manual_seed(seed)
+            conditioner = ClassConditioner(dim=spec.unet_config["cross_attention_dim"]).eval()
+        return DiffusionModel(unet=unet, family=spec.family, name=spec.name, conditioner=conditioner)
+    if weights is not None:
+        path = Path(weights)
+        if path.exists():
+            if not path.is_dir():
+                raise CompressError(f"--weights must be a diffusers folder or a hub id, got file {path}")
+            return _load_folder(path, spec.family, spec.name)
+        if not HUB_ID.fullmatch(str(weights)):
+            raise CompressError(f"--weights path not found: {weights}")
+        return _load_from_hub(spec, str(weights))
+    if spec.asset is not None:
+        folder = assets_dir(spec.asset)
+        if not (folder / "unet").is_dir():
+            raise CompressError(f"shipped weights for {spec.name} are missing from {folder}")
+        return _load_folder(folder, spec.family, spec.name)
+    return _load_from_hub(spec, spec.hub_id)

@@ -1,0 +1,56 @@
+"""The single table of named models behind `create_model`-style loading (timm's registry idea).
+
+Each entry names its family and how to get weights; loaders are dotted paths resolved on use,
+so listing models imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from compress.errors import CompressError
+from compress.models.sd import SD14_UNET_CONFIG, SD15_UNET_CONFIG, SD21_BASE_UNET_CONFIG
+from compress.models.toy import TOY_UNET_CONFIG
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # "sd" (latent UNet with a CLIP text encoder), "toy" (pixel UNet + class tokens), "span"
+    description: str
+    unet_config: dict[str, Any] | None = None
+    hub_id: str | None = None  # diffusers pipeline repo; the UNet is in its `unet/` subfolder
+    asset: str | None = None  # folder under compress/assets holding shipped weights
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("sd14", "sd", "Stable Diffusion v1.4 UNet (859.5M params, 64x64 latent)",
+                  SD14_UNET_CONFIG, hub_id="CompVis/stable-diffusion-v1-4"),
+        ModelSpec("sd15", "sd", "Stable Diffusion v1.5 UNet (same architecture as v1.4)",
+                  SD15_UNET_CONFIG, hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5"),
+        ModelSpec("sd21-base", "sd", "Stable Diffusion v2.1-base UNet (865.9M params, OpenCLIP-H text)",
+                  SD21_BASE_UNET_CONFIG, hub_id="stabilityai/stable-diffusion-2-1-base"),
+        ModelSpec("toy", "toy", "Embedded trained SD-topology UNet (2.4M params) on 16x16 digits, class tokens",
+                  TOY_UNET_CONFIG, asset="toy"),
+    )
+}
+
+
+def list_models() -> list[ModelSpec]:
+    return list(_MODELS.values())
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return _MODELS[name]
+    except KeyError:
+        known = ", ".join(_MODELS)
+        raise CompressError(f"unknown model {name!r}; known models: {known} (or pass a folder)") from None
+
+
+def is_registered(name: str) -> bool:
+    return name in _MODELS

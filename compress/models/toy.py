@@ -1,0 +1,74 @@
+"""The embedded `toy` model: SD-v1.4 topology at small width, trained on 16x16 digits.
+
+It exists so that pruning, recovery and distillation are measured on a trained model
+offline. The UNet is a stock diffusers `UNet2DConditionModel`; the text encoder is
+replaced by `ClassConditioner`, a learned table of token embeddings per digit class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+NUM_CLASSES = 10
+NULL_CLASS = NUM_CLASSES  # the unconditional token used for classifier-free guidance
+IMAGE_SIZE = 16
+
+TOY_UNET_CONFIG = {
+    "sample_size": IMAGE_SIZE,
+    "in_channels": 1,
+    "out_channels": 1,
+    "layers_per_block": 2,
+    "block_out_channels": (32, 32, 64, 64),
+    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    "cross_attention_dim": 32,
+    "attention_head_dim": 4,
+    "norm_num_groups": 8,
+}
+
+# SD-v1.x noise schedule (scaled-linear betas, epsilon prediction).
+SD_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+
+
+class ClassConditioner(nn.Module):
+    """Stand-in for a text encoder: class id -> `tokens` embeddings of size `dim`."""
+
+    def __init__(self, num_classes: int = NUM_CLASSES, tokens: int = 4, dim: int = 32):
+        super().__init__()
+        self.num_classes = num_classes
+        self.tokens = tokens
+        self.dim = dim
+        self.embedding = nn.Embedding(num_classes + 1, tokens * dim)
+        nn.init.normal_(self.embedding.weight, std=1.0)
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return self.embedding(labels).view(labels.shape[0], self.tokens, self.dim)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"num_classes": self.num_classes, "tokens": self.tokens, "dim": self.dim}
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
+
+    @classmethod
+    def load(cls, folder: Path) -> ClassConditioner:
+        folder = Path(folder)
+        config = json.loads((folder / "config.json").read_text())
+        model = cls(**config)
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+        return model.eval()

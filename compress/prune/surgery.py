@@ -1,0 +1,176 @@
+"""How units are removed: in-place edits of a diffusers UNet, and the pruned stock config.
+
+One mechanism serves three uses:
+  * scoring bypasses a unit in place and restores it (`removed_units`), so no copy of the
+    model is made per candidate;
+  * `--granularity block` applies the same edits when `load_unet` reads a plan file;
+  * `--granularity diffusers` applies them, then loads the edited weights strictly into a
+    stock `UNet2DConditionModel` built from the rewritten config (`build_diffusers_unet`).
+    Strict loading proves the config rewrite and the weight name mapping agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from diffusers import UNet2DConditionModel
+from torch import nn
+
+from compress.errors import CompressError
+from compress.prune.units import find_units, units_conflict
+from compress.types import RemovalPlan, Unit
+
+
+class PassThroughResnet(nn.Module):
+    """A removed resnet: its input goes on unchanged; in an up block its skip channels are dropped."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        self.out_channels = out_channels
+
+    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args: Any, **kwargs: Any):
+        return input_tensor[:, : self.out_channels]
+
+
+class ShortcutResnet(nn.Module):
+    """A resnet replaced by its 1x1 shortcut (the only removal possible when channels change)."""
+
+    def __init__(self, resnet: nn.Module):
+        super().__init__()
+        self.conv_shortcut = resnet.conv_shortcut
+        self.output_scale_factor = resnet.output_scale_factor
+        self.out_channels = resnet.out_channels
+
+    def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor | None = None, *args: Any, **kwargs: Any):
+        return self.conv_shortcut(input_tensor) / self.output_scale_factor
+
+
+class PassThroughAttention(nn.Module):
+    """A removed transformer block: the residual stream passes through (blocks call it with return_dict=False)."""
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor]:
+        return (hidden_states,)
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    module = root
+    for part in path.split("."):
+        module = module._modules[part]
+    return module
+
+
+def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
+    head, _, name = path.rpartition(".")
+    return (_get(root, head) if head else root), name
+
+
+def _replacement(module: nn.Module, removal: str) -> nn.Module:
+    """The stand-in for one module; a pair's removal kind is its resnet's, its attention passes through."""
+    if not hasattr(module, "conv1"):  # an attention (transformer) block
+        return PassThroughAttention()
+    if removal == "replace-by-shortcut":
+        if getattr(module, "conv_shortcut", None) is None:
+            raise CompressError("a resnet that keeps its channels cannot be replaced by a shortcut")
+        return ShortcutResnet(module)
+    return PassThroughResnet(module.out_channels)
+
+
+@contextlib.contextmanager
+def removed_units(unet: UNet2DConditionModel, units: list[Unit], restore: bool = True) -> Iterator[None]:
+    """Apply the removals in place; restore the original structure on exit unless `restore=False`.
+
+    All module paths are resolved against the unmodified model first, so the order of units
+    does not matter. Restoring puts back the containers' original `_modules` tables.
+    """
+    for a_i, a in enumerate(units):
+        for b in units[a_i + 1:]:
+            if units_conflict(a, b):
+                raise CompressError(f"units {a.name} and {b.name} overlap and cannot both be removed")
+    snapshots: dict[int, tuple[nn.Module, dict[str, Any]]] = {}
+
+    def touch(container: nn.Module) -> nn.Module:
+        snapshots.setdefault(id(container), (container, dict(container._modules)))
+        return container
+
+    replacements, deletions = [], []
+    for unit in units:
+        if unit.removal == "drop-layer":
+            deletions += [(_parent(unet, p), _get(unet, p)) for p in unit.modules]
+        elif unit.removal == "drop-mid":
+            replacements.append((unet, "mid_block", None))
+        elif unit.removal == "drop-stage":
+            n = len(unet.down_blocks)
+            deletions.append(((unet.down_blocks, str(n - 1)), unet.down_blocks[n - 1]))
+            deletions.append(((unet.up_blocks, "0"), unet.up_blocks[0]))
+            replacements.append((unet.down_blocks[n - 2], "downsamplers", None))
+        else:
+            for path in unit.modules:
+                parent, name = _parent(unet, path)
+                replacements.append((parent, name, _replacement(_get(unet, path), unit.removal)))
+    try:
+        for parent, name, new in replacements:
+            touch(parent)._modules[name] = new
+        for (container, _), module in deletions:
+            touch(container)
+            index = next(i for i, m in enumerate(container) if m is module)
+            del container[index]
+        yield
+    finally:
+        if restore:
+            for container, modules in snapshots.values():
+                container._modules.clear()
+                container._modules.update(modules)
+
+
+def apply_block_plan(unet: UNet2DConditionModel, plan: RemovalPlan) -> None:
+    """Apply a saved plan's removals to a freshly built UNet (used by `load_unet`)."""
+    units = find_units(unet, plan.removed, plan.granularity)
+    with removed_units(unet, units, restore=False):
+        pass
+
+
+def _truncate_stage_lists(config: dict[str, Any], n: int) -> None:
+    """Drop the innermost stage from every per-stage list in a UNet config."""
+    for key, value in list(config.items()):
+        if key == "up_block_types":
+            config[key] = list(value[1:])
+        elif isinstance(value, (list, tuple)) and len(value) == n:
+            config[key] = list(value[:-1])
+
+
+def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
+    """The stock diffusers config of the UNet with `units` (layer/mid/stage kinds) removed."""
+    config = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    n = len(config["block_out_channels"])
+    layers = config["layers_per_block"]
+    layers = list(layers) if isinstance(layers, (list, tuple)) else [layers] * n
+    for unit in units:
+        if unit.removal == "drop-layer":
+            layers[int(unit.name.split(".")[1])] -= 1
+        elif unit.removal == "drop-mid":
+            config["mid_block_type"] = None
+        elif unit.removal != "drop-stage":
+            raise CompressError(f"unit {unit.name} ({unit.kind}) cannot be expressed in a stock diffusers config; "
+                                "use --granularity block")
+    config["layers_per_block"] = layers if len(set(layers)) > 1 else layers[0]
+    if any(u.removal == "drop-stage" for u in units):
+        _truncate_stage_lists(config, n)
+    return config
+
+
+def build_diffusers_unet(unet: UNet2DConditionModel, units: list[Unit]) -> UNet2DConditionModel:
+    """A stock UNet2DConditionModel without `units`, sharing the original's weight tensors.
+
+    The original `unet` is left edited (its removed modules are gone); callers that need it
+    intact should use `removed_units` instead.
+    """
+    config = pruned_config(unet.config, units)
+    with removed_units(unet, units, restore=False):
+        state = unet.state_dict()
+    with torch.device("meta"):
+        pruned = UNet2DConditionModel.from_config(config)
+    pruned.load_state_dict(state, strict=True, assign=True)
+    return pruned.eval()

@@ -1,0 +1,108 @@
+"""Data types that flow between pipeline stages, each serialised to JSON one way.
+
+`to_dict` / `from_dict` are the only (de)serialisers: reports, plan files and
+benchmark results all go through them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T", bound="Record")
+
+
+class Record:
+    """Mixin: dataclass <-> plain JSON-able dict."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Unit(Record):
+    """A removable part of a UNet: what it is, what removing it means, what it costs.
+
+    kind: resnet | attention | pair | mid | stage | layer
+    removal: pass-through | drop-skip | replace-by-shortcut | drop-mid | drop-stage | drop-layer
+    modules: the module paths (in the unmodified UNet) that the removal takes out.
+    """
+
+    name: str
+    kind: str
+    removal: str
+    modules: tuple[str, ...]
+    params: int = 0
+    macs: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Unit:
+        return super().from_dict({**data, "modules": tuple(data["modules"])})
+
+
+@dataclass(frozen=True)
+class UnitScore(Record):
+    """One row of the importance table (LD-Pruner score: low = safe to remove)."""
+
+    unit: str
+    kind: str
+    params: int
+    macs: int
+    score: float
+    mean_shift: float  # ||mu_orig - mu_mod||_2, averaged over calibration timesteps
+    std_shift: float  # ||sigma_orig - sigma_mod||_2
+
+
+@dataclass(frozen=True)
+class RemovalPlan(Record):
+    """Which units to remove from a UNet with a given config, at which granularity."""
+
+    granularity: str  # "diffusers" or "block"
+    removed: list[str] = field(default_factory=list)
+    preset: str | None = None
+
+
+@dataclass
+class PruneReport(Record):
+    """`prune_report.json`: what was removed, what it cost, and why (the scores).
+
+    Recovery derives its teacher/student feature mapping from `removed_units` and
+    `unet_config_before`, so this is the contract between pruning and recovery.
+    """
+
+    model: str
+    ratio_requested: float | None
+    budget: str
+    granularity: str
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    removed: list[str]
+    scores: list[dict[str, Any]]
+    seed: int
+    preset: str | None = None
+    macs_resolution: int = 0
+    attention_macs_before: int = 0
+    attention_macs_after: int = 0
+    removed_units: list[dict[str, Any]] = field(default_factory=list)
+    score_settings: dict[str, Any] = field(default_factory=dict)
+    unet_config_before: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def params_removed_share(self) -> float:
+        return 1 - self.params_after / self.params_before
+
+    @property
+    def macs_removed_share(self) -> float:
+        return 1 - self.macs_after / self.macs_before

@@ -1,0 +1,24 @@
+"""Shared fixtures. Tests never reach the network: the hub is forced offline."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from diffusers import UNet2DConditionModel
+from helpers import make_tiny_unet
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def tiny_unet() -> UNet2DConditionModel:
+    return make_tiny_unet()
+
+
+@pytest.fixture
+def tiny_unet_dir(tmp_path):
+    """A diffusers UNet folder on disk, as a user would pass with --model DIR."""
+    folder = tmp_path / "tiny-sd" / "unet"
+    make_tiny_unet().save_pretrained(folder)
+    return folder.parent
