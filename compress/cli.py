@@ -34,7 +34,8 @@ def models_cmd() -> None:
 
 
 @main.command("prune")
-@click.option("--model", required=True, help="Registry name (see `compress models`) or a diffusers UNet/pipeline folder.")
+@click.option("--model", required=True,
+              help="Registry name (see `compress models`) or a diffusers UNet/pipeline folder.")
 @click.option("--weights", default=None, help="Local diffusers folder (UNet or pipeline) or hub id with real weights.")
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="`random`: the exact architecture with seeded random weights (offline, structural work).")
@@ -80,10 +81,62 @@ def prune_cmd(model, weights, init, ratio, budget, granularity, preset, score_mo
                    init=init, score=settings, max_overshoot=max_overshoot, overwrite=overwrite,
                    progress=not no_progress)
     click.echo(f"removed {', '.join(report.removed)}")
-    click.echo(f"params {report.params_before:,} -> {report.params_after:,} ({report.params_removed_share:.1%} removed); "
+    click.echo(f"params {report.params_before:,} -> {report.params_after:,} "
+               f"({report.params_removed_share:.1%} removed); "
                f"MACs {report.macs_before / 1e9:.2f} G -> {report.macs_after / 1e9:.2f} G "
                f"({report.macs_removed_share:.1%} removed)")
     click.echo(f"wrote {out}")
+
+
+@main.command("recover")
+@click.option("--teacher", required=True, help="The unpruned model: registry name or folder.")
+@click.option("--student", required=True, type=click.Path(), help="A folder written by `compress prune`.")
+@click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoints, log, final unet/.")
+@click.option("--data", default=None, type=click.Path(),
+              help="SD family: image-caption folder (calib_data/README.md). Toy: the digits train split (default).")
+@click.option("--steps", type=int, default=1000, show_default=True, help="Optimizer steps.")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="AdamW learning rate (constant).")
+@click.option("--batch-size", type=int, default=32, show_default=True, help="Per-process micro-batch size.")
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per optimizer step.")
+@click.option("--task", type=float, default=1.0, show_default=True, help="Weight of MSE(eps_student, noise).")
+@click.option("--kd-out", type=float, default=1.0, show_default=True, help="Weight of MSE(eps_student, eps_teacher).")
+@click.option("--kd-feat", type=float, default=1.0, show_default=True,
+              help="Weight of the stage-output feature losses (mapping from the prune report).")
+@click.option("--feat-norm", is_flag=True, help="Divide each feature loss by the teacher feature's mean square.")
+@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True)
+@click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for activation memory.")
+@click.option("--ema", type=float, default=None, help="EMA decay of the student's weights (e.g. 0.999); off by default.")
+@click.option("--checkpoint-every", type=int, default=250, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start over in an existing --out.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-eval", is_flag=True, help="Skip the final `compress eval` (toy family).")
+@click.option("--no-progress", is_flag=True)
+@user_errors
+def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, task, kd_out, kd_feat, feat_norm,
+                mixed_precision, gradient_checkpointing, ema, checkpoint_every, resume, overwrite, seed, no_eval,
+                no_progress) -> None:
+    """Bring a pruned UNet's quality back by distilling from its teacher (BK-SDM).
+
+    \b
+    Single process (CPU or one GPU):
+      compress recover --teacher toy --student toy-pruned --out toy-recovered
+    Several GPUs, unchanged:
+      accelerate launch -m compress recover --teacher DIR --student PRUNED --data CAPTIONS --out RUN
+    """
+    from compress.recover import RecoverSettings, recover
+
+    settings = RecoverSettings(steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, task=task,
+                               kd_out=kd_out, kd_feat=kd_feat, feat_norm=feat_norm, mixed_precision=mixed_precision,
+                               gradient_checkpointing=gradient_checkpointing, ema=ema,
+                               checkpoint_every=checkpoint_every, seed=seed)
+    result = recover(teacher, student, out, data=data, settings=settings, resume=resume, overwrite=overwrite,
+                     evaluate_after=not no_eval, progress=not no_progress)
+    click.echo(f"matched stage features: {', '.join(result.feature_pairs)}")
+    if result.eval:
+        click.echo(f"class_accuracy {result.eval['class_accuracy']:.3f}  fd {result.eval['fd']:.3f}  "
+                   f"fd_real {result.eval['fd_real']:.3f}")
+    click.echo(f"wrote {out}/unet")
 
 
 def run() -> None:

@@ -90,7 +90,7 @@ def main() -> None:
         decay = min(args.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for ema_model, model in ((ema_unet, unet), (ema_cond, conditioner)):
-                for pe, p in zip(ema_model.parameters(), model.parameters()):
+                for pe, p in zip(ema_model.parameters(), model.parameters(), strict=True):
                     pe.lerp_(p, 1 - decay)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         log.write(json.dumps({"step": step + 1, "loss": loss.item(), "lr": lr_sched.get_last_lr()[0],

@@ -39,8 +39,8 @@ def text_tokens(model: DiffusionModel) -> int:
 
 @torch.no_grad()
 def encode_prompts(model: DiffusionModel, prompts: list[str]) -> torch.Tensor:
-    tokens = model.tokenizer(prompts, padding="max_length", max_length=model.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
+    length = min(model.tokenizer.model_max_length, model.text_encoder.config.max_position_embeddings)
+    tokens = model.tokenizer(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt")
     return model.text_encoder(tokens.input_ids)[0]
 
 

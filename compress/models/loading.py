@@ -104,9 +104,12 @@ def _load_sd_text_encoder(pipeline_dir: Path) -> tuple[Any, Any]:
     if not ((pipeline_dir / "text_encoder").is_dir() and (pipeline_dir / "tokenizer").is_dir()):
         return None, None
     try:
+        import transformers
         from transformers import CLIPTextModel, CLIPTokenizer
     except ImportError:
         raise CompressError("encoding prompts needs transformers: pip install 'compress[sd]'") from None
+    transformers.utils.logging.disable_progress_bar()  # keep stderr to our own messages
+    transformers.utils.logging.set_verbosity_error()
     encoder = CLIPTextModel.from_pretrained(pipeline_dir / "text_encoder").eval()
     return encoder, CLIPTokenizer.from_pretrained(pipeline_dir / "tokenizer")
 

@@ -1,6 +1,6 @@
 """Block-importance pruning of diffusers UNets (LD-Pruner scores, BK-SDM-style surgery)."""
 
-from compress.prune.cost import UNetCost, count_params, cost_without, measure, unit_costs
+from compress.prune.cost import UNetCost, cost_without, count_params, measure, unit_costs
 from compress.prune.pipeline import prune
 from compress.prune.presets import PRESETS
 from compress.prune.score import ScoreSettings, score_units

@@ -129,7 +129,7 @@ def score_units(model: DiffusionModel, units: list[Unit], settings: ScoreSetting
         bar.set_postfix_str(unit.name)
         with removed_units(model.unet, [unit]):
             if settings.mode == "step":
-                pairs = [(eps, calib.denoise(x, t, calib.cond)) for (x, eps), t in zip(cached, timesteps)]
+                pairs = [(eps, calib.denoise(x, t, calib.cond)) for (x, eps), t in zip(cached, timesteps, strict=True)]
             else:
                 pairs = [(final_ref, calib.trajectory()[0])]
         shifts = [_shifts(ref, mod) for ref, mod in pairs]

@@ -55,7 +55,8 @@ class PassThroughAttention(nn.Module):
         return (hidden_states,)
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
+def get_module(root: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted path (ModuleList indices included)."""
     module = root
     for part in path.split("."):
         module = module._modules[part]
@@ -64,7 +65,7 @@ def _get(root: nn.Module, path: str) -> nn.Module:
 
 def _parent(root: nn.Module, path: str) -> tuple[nn.Module, str]:
     head, _, name = path.rpartition(".")
-    return (_get(root, head) if head else root), name
+    return (get_module(root, head) if head else root), name
 
 
 def _replacement(module: nn.Module, removal: str) -> nn.Module:
@@ -98,7 +99,7 @@ def removed_units(unet: UNet2DConditionModel, units: list[Unit], restore: bool =
     replacements, deletions = [], []
     for unit in units:
         if unit.removal == "drop-layer":
-            deletions += [(_parent(unet, p), _get(unet, p)) for p in unit.modules]
+            deletions += [(_parent(unet, p), get_module(unet, p)) for p in unit.modules]
         elif unit.removal == "drop-mid":
             replacements.append((unet, "mid_block", None))
         elif unit.removal == "drop-stage":
@@ -109,7 +110,7 @@ def removed_units(unet: UNet2DConditionModel, units: list[Unit], restore: bool =
         else:
             for path in unit.modules:
                 parent, name = _parent(unet, path)
-                replacements.append((parent, name, _replacement(_get(unet, path), unit.removal)))
+                replacements.append((parent, name, _replacement(get_module(unet, path), unit.removal)))
     try:
         for parent, name, new in replacements:
             touch(parent)._modules[name] = new

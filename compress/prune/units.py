@@ -71,7 +71,8 @@ def _single_units(unet: UNet2DConditionModel) -> list[Unit]:
             units.append(Unit(f"down.{i}.resnet.{k}", "resnet", "pass-through" if same else "replace-by-shortcut",
                               (f"down_blocks.{i}.resnets.{k}",)))
             if hasattr(block, "attentions"):
-                units.append(Unit(f"down.{i}.attn.{k}", "attention", "pass-through", (f"down_blocks.{i}.attentions.{k}",)))
+                units.append(Unit(f"down.{i}.attn.{k}", "attention", "pass-through",
+                                  (f"down_blocks.{i}.attentions.{k}",)))
     if unet.mid_block is not None:
         mid = unet.mid_block
         units.append(Unit("mid.resnet.0", "resnet", "pass-through", ("mid_block.resnets.0",)))
@@ -118,7 +119,7 @@ def _group_units(unet: UNet2DConditionModel) -> list[Unit]:
         units.append(Unit("mid", "mid", "drop-mid", ("mid_block",)))
     if _stage_removable(unet):
         units.append(Unit(f"stage.{n - 1}", "stage", "drop-stage",
-                          (f"down_blocks.{n - 1}", f"up_blocks.0", f"down_blocks.{n - 2}.downsamplers")))
+                          (f"down_blocks.{n - 1}", "up_blocks.0", f"down_blocks.{n - 2}.downsamplers")))
     return units
 
 

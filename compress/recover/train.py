@@ -1,0 +1,206 @@
+"""`recover()`: knowledge distillation of a pruned student from its teacher (BK-SDM recipe).
+
+loss = task * MSE(eps_s, eps) + kd_out * MSE(eps_s, eps_t) + kd_feat * sum_stages MSE(f_s, f_t)
+
+With `feat_norm` each feature term is divided by the teacher feature's mean square
+(LAPTOP-Diff's normalisation), so deep stages with large activations do not swamp the rest.
+The loop runs unchanged on one CPU process or under `accelerate launch` on several GPUs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from tqdm import tqdm
+
+from compress.errors import CompressError
+from compress.io import atomic_output_dir, read_json, write_json
+from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
+from compress.recover.data import TrainingData, read_captions, sd_training_data, toy_training_data
+from compress.recover.features import feature_pairs, record_outputs
+from compress.training import EMA, JsonlLog, load_checkpoint, plot_log, require_accelerate, save_checkpoint
+from compress.types import PruneReport, Record
+
+STRUCTURE_KEYS = ("in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types",
+                  "up_block_types", "cross_attention_dim", "attention_head_dim", "mid_block_type", "sample_size")
+
+
+@dataclass(frozen=True)
+class RecoverSettings:
+    steps: int = 1000
+    lr: float = 2e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    task: float = 1.0
+    kd_out: float = 1.0
+    kd_feat: float = 1.0
+    feat_norm: bool = False
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
+    gradient_checkpointing: bool = False
+    ema: float | None = None  # EMA decay of the student's weights; None = no EMA
+    cfg_dropout: float = 0.1
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+@dataclass
+class RecoverResult(Record):
+    out: str
+    steps: int
+    final_loss: float
+    feature_pairs: list[str]
+    eval: dict[str, Any] | None = None
+
+
+def _check_derived(report: PruneReport, teacher: DiffusionModel) -> None:
+    """The student's prune report must describe the teacher's architecture."""
+    before, config = report.unet_config_before, dict(teacher.unet.config)
+    for key in STRUCTURE_KEYS:
+        a, b = before.get(key), config.get(key)
+        if (list(a) if isinstance(a, (list, tuple)) else a) != (list(b) if isinstance(b, (list, tuple)) else b):
+            raise CompressError(f"the student was not pruned from this teacher: {key} differs "
+                                f"({a!r} in the student's prune report, {b!r} in the teacher)")
+
+
+def _training_data(teacher: DiffusionModel, data: str | os.PathLike | None, out: Path) -> TrainingData:
+    if teacher.family == "toy":
+        if data is not None:
+            raise CompressError("toy-family recovery trains on the shipped digits; leave out --data")
+        return toy_training_data(teacher)
+    if data is None:
+        raise CompressError("SD-family recovery needs --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
+    return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")
+
+
+def recover(
+    teacher: str | os.PathLike,
+    student: str | os.PathLike,
+    out: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    settings: RecoverSettings | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    evaluate_after: bool = True,
+    progress: bool = True,
+) -> RecoverResult:
+    """Distil `teacher` into the pruned `student` folder; write `out/unet`, the log, its plot and an eval."""
+    s = settings or RecoverSettings()
+    if s.steps < 1 or s.batch_size < 1 or s.grad_accum < 1 or s.lr <= 0:
+        raise CompressError("--steps, --batch-size and --grad-accum must be positive, and --lr above 0")
+    out, student_dir = Path(out), Path(student)
+    if out.exists() and not (resume or overwrite):
+        raise CompressError(f"output folder {out} already exists (pass --resume to continue it or --overwrite)")
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
+    report = PruneReport.from_dict(read_json(student_dir / "prune_report.json")) \
+        if (student_dir / "prune_report.json").is_file() else None
+    if report is None:
+        raise CompressError(f"{student_dir} has no prune_report.json: give a folder written by `compress prune`")
+    if data is not None:
+        read_captions(Path(data))  # a bad data folder fails before any model is loaded
+    teacher_model = load_diffusion_model(teacher)
+    _check_derived(report, teacher_model)
+    student_model = load_diffusion_model(student_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    training_data = _training_data(teacher_model, data, out)
+
+    accelerate = require_accelerate()
+    accelerator = accelerate.Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum)
+    unet_s, unet_t = student_model.unet.train(), teacher_model.unet.eval().requires_grad_(False)
+    if s.gradient_checkpointing:
+        unet_s.enable_gradient_checkpointing()
+    pairs = feature_pairs(report.removed, unet_t, unet_s)
+    optimizer = torch.optim.AdamW(unet_s.parameters(), lr=s.lr)
+    ema = EMA(unet_s, s.ema) if s.ema else None
+    generator = torch.Generator().manual_seed(s.seed)
+    start = 0
+    state = load_checkpoint(out) if resume else None
+    if state is not None:
+        unet_s.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        if ema is not None:
+            ema.shadow = state["ema"]
+        start = state["step"]
+    unet_s, optimizer = accelerator.prepare(unet_s, optimizer)
+    unet_t.to(accelerator.device)
+    scheduler = DDPMScheduler.from_config({k: v for k, v in teacher_model.scheduler_config.items()
+                                           if not k.startswith("_")})
+    log = JsonlLog(out / "recover_log.jsonl", resume_step=start)
+    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc="recover", disable=not progress)
+    terms: dict[str, float] = {}
+    for step in bar:
+        for _ in range(s.grad_accum):
+            x0, cond = training_data.batch(s.batch_size, generator, s.cfg_dropout)
+            noise = torch.randn(x0.shape, generator=generator)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
+            xt = scheduler.add_noise(x0, noise, t)
+            xt, cond, noise, t = (v.to(accelerator.device) for v in (xt, cond, noise, t))
+            with accelerator.accumulate(unet_s):
+                with torch.no_grad(), record_outputs(unet_t, [p.teacher for p in pairs]) as feats_t:
+                    eps_t = unet_t(xt, t, cond).sample
+                with accelerator.autocast(), record_outputs(accelerator.unwrap_model(unet_s),
+                                                            [p.student for p in pairs]) as feats_s:
+                    eps_s = unet_s(xt, t, cond).sample
+                loss_task = F.mse_loss(eps_s.float(), noise)
+                loss_out = F.mse_loss(eps_s.float(), eps_t.float())
+                loss_feat = sum(_feature_loss(feats_s[p.student].float(), feats_t[p.teacher].float(), s.feat_norm)
+                                for p in pairs) if pairs else torch.zeros(())
+                loss = s.task * loss_task + s.kd_out * loss_out + s.kd_feat * loss_feat
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(unet_s.parameters(), 1.0)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.update(accelerator.unwrap_model(unet_s))
+        terms = {"loss": loss.item(), "loss_task": loss_task.item(), "loss_kd_out": loss_out.item(),
+                 "loss_kd_feat": loss_feat.item()}
+        bar.set_postfix(loss=f"{terms['loss']:.4f}")
+        if accelerator.is_main_process:
+            log.write(step + 1, **terms, lr=optimizer.param_groups[0]["lr"])
+        if (step + 1) % s.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(out, {"student": accelerator.unwrap_model(unet_s).state_dict(),
+                                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                                  "ema": ema.shadow if ema else {}, "step": step + 1})
+    accelerator.wait_for_everyone()
+    final = accelerator.unwrap_model(unet_s).eval()
+    if ema is not None:
+        ema.copy_to(final)
+    result = RecoverResult(str(out), s.steps, terms.get("loss", float("nan")), [p.name for p in pairs])
+    if accelerator.is_main_process:
+        _write_model(final, student_dir, report, out)
+        plot_log(out / "recover_log.jsonl", out / "recover_loss.png", f"recovery of {student_dir.name}")
+        if evaluate_after and teacher_model.family == "toy":
+            from compress.evaluate import evaluate
+
+            result.eval = evaluate(out, json_path=out / "eval.json").to_dict()
+        write_json(out / "recover_result.json", result.to_dict())
+    return result
+
+
+def _feature_loss(student: torch.Tensor, teacher: torch.Tensor, normalise: bool) -> torch.Tensor:
+    if student.shape != teacher.shape:
+        raise CompressError(f"feature shapes differ: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
+    loss = F.mse_loss(student, teacher)
+    return loss / teacher.pow(2).mean().clamp_min(1e-8) if normalise else loss
+
+
+def _write_model(unet: Any, student_dir: Path, report: PruneReport, out: Path) -> None:
+    """out/unet in the student's own format (stock diffusers, or with its block plan), written atomically."""
+    with atomic_output_dir(out / "unet", overwrite=True) as tmp:
+        unet.save_pretrained(tmp)
+        plan = student_dir / "unet" / PLAN_FILE
+        if plan.is_file():
+            shutil.copy(plan, tmp / PLAN_FILE)
+    for sub in ("conditioner", "scheduler"):
+        if (student_dir / sub).is_dir() and not (out / sub).exists():
+            shutil.copytree(student_dir / sub, out / sub)
+    write_json(out / "prune_report.json", report.to_dict())
