@@ -105,7 +105,8 @@ def prune_cmd(model, weights, init, ratio, budget, granularity, preset, score_mo
 @click.option("--feat-norm", is_flag=True, help="Divide each feature loss by the teacher feature's mean square.")
 @click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True)
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for activation memory.")
-@click.option("--ema", type=float, default=None, help="EMA decay of the student's weights (e.g. 0.999); off by default.")
+@click.option("--ema", type=float, default=None,
+              help="EMA decay of the student's weights (e.g. 0.999); off by default.")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start over in an existing --out.")

@@ -107,7 +107,8 @@ def test_sd_pipeline_prunes_and_recovers_end_to_end(tmp_path):
 
     tensors = load_file(str(cache))
     assert tensors["x0"].shape == (4, 4, 16, 16) and tensors["cond"].shape == (4, 77, 16)
-    assert load_unet(tmp_path / "run").config.block_out_channels == load_unet(tmp_path / "student").config.block_out_channels
+    recovered, pruned = load_unet(tmp_path / "run"), load_unet(tmp_path / "student")
+    assert recovered.config.block_out_channels == pruned.config.block_out_channels
 
 
 def _cli(*args):

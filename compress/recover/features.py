@@ -28,7 +28,9 @@ class FeaturePair:
     student: str  # module path in the student UNet
 
 
-def feature_pairs(removed: list[str], teacher: UNet2DConditionModel, student: UNet2DConditionModel) -> list[FeaturePair]:
+def feature_pairs(
+    removed: list[str], teacher: UNet2DConditionModel, student: UNet2DConditionModel
+) -> list[FeaturePair]:
     stage_dropped = any(name.startswith("stage.") for name in removed)
     pairs = []
     for i in range(len(student.down_blocks)):
