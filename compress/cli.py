@@ -140,6 +140,49 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
     click.echo(f"wrote {out}/unet")
 
 
+@main.command("distill")
+@click.option("--teacher", required=True, help="Registry name or folder of the model to distil.")
+@click.option("--method", type=click.Choice(["lcm", "direct"]), default="lcm", show_default=True,
+              help="`lcm`: latent consistency distillation (one teacher DDIM step, EMA target). "
+                   "`direct`: regress onto the teacher's full ODE solution (Direct CM).")
+@click.option("--student", default=None, type=click.Path(),
+              help="Start from this pruned or recovered student instead of the teacher's weights.")
+@click.option("--out", required=True, type=click.Path(), help="Run folder; the student lands in OUT/unet.")
+@click.option("--data", default=None, type=click.Path(), help="SD family: image-caption folder. Toy: digits.")
+@click.option("--steps", type=int, default=1500, show_default=True, help="Optimizer steps.")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--solver-steps", type=int, default=50, show_default=True,
+              help="DDIM timesteps of the teacher solver (skip = 1000 / this).")
+@click.option("--w-min", type=float, default=None, help="Lowest guidance scale sampled [default: 1.5 toy, 5 SD].")
+@click.option("--w-max", type=float, default=None, help="Highest guidance scale sampled [default: 5 toy, 15 SD].")
+@click.option("--loss", type=click.Choice(["huber", "l2"]), default="huber", show_default=True)
+@click.option("--ema", type=float, default=0.95, show_default=True, help="Target network EMA decay.")
+@click.option("--checkpoint-every", type=int, default=250, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Start over in an existing --out.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True)
+@user_errors
+def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solver_steps, w_min, w_max, loss, ema,
+                checkpoint_every, resume, overwrite, seed, no_progress) -> None:
+    """Distil a UNet into a 1-4 step consistency model (OUT/unet + an LCMScheduler in OUT/scheduler).
+
+    \b
+      compress distill --teacher toy --out toy-lcm
+      compress eval --model toy-lcm --steps 4        # samples with the saved LCMScheduler
+      accelerate launch -m compress distill --teacher PIPELINE --data CAPTIONS --out RUN
+    """
+    from compress.distill import DistillSettings, distill
+
+    settings = DistillSettings(method=method, steps=steps, lr=lr, batch_size=batch_size, solver_steps=solver_steps,
+                               w_min=w_min, w_max=w_max, loss=loss, ema=ema, checkpoint_every=checkpoint_every,
+                               seed=seed)
+    result = distill(teacher, out, student=student, data=data, settings=settings, resume=resume, overwrite=overwrite,
+                     progress=not no_progress)
+    click.echo(f"{result.method}: {result.steps} steps, final loss {result.final_loss:.5f}; wrote {out}/unet")
+
+
 def run() -> None:
     """Console entry point: click usage errors also become one `error:` line and exit code 2."""
     try:

@@ -31,11 +31,15 @@ def require_accelerate() -> Any:
 
 
 class EMA:
-    """Exponential moving average of a module's parameters (kept on the module's device)."""
+    """Exponential moving average of a module's parameters (kept on the module's device).
 
-    def __init__(self, module: nn.Module, decay: float):
+    With `share=True` the average lives in `module` itself (its state tensors are updated in
+    place), which is what a consistency-distillation target network needs without a copy per step.
+    """
+
+    def __init__(self, module: nn.Module, decay: float, share: bool = False):
         self.decay = decay
-        self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        self.shadow = {k: v if share else v.detach().clone() for k, v in module.state_dict().items()}
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:

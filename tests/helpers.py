@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
+from PIL import Image
 
 TINY_SD_CONFIG = {
     "sample_size": 16,
@@ -28,3 +32,45 @@ def tiny_inputs(batch: int = 2, seed: int = 1) -> tuple[torch.Tensor, torch.Tens
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, 4, 16, 16, generator=g), torch.tensor([500] * batch),
             torch.randn(batch, 77, 16, generator=g))
+
+
+def tiny_tokenizer(folder):
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77).save_pretrained(folder)
+
+
+def tiny_sd_pipeline(root):
+    """A small SD-topology pipeline folder: random UNet, VAE and CLIP text encoder, real formats."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    make_tiny_unet().save_pretrained(root / "unet")
+    torch.manual_seed(0)
+    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                  sample_size=32).save_pretrained(root / "vae")
+    config = CLIPTextConfig(hidden_size=TINY_SD_CONFIG["cross_attention_dim"], intermediate_size=32,
+                            num_attention_heads=2, num_hidden_layers=1, vocab_size=60, max_position_embeddings=77,
+                            bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    CLIPTextModel(config).save_pretrained(root / "text_encoder")
+    tiny_tokenizer(root / "tokenizer")
+    return root
+
+
+def caption_folder(root, n=4):
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        lines.append(json.dumps({"file_name": f"{i}.png", "text": f"a photo number {i}"}))
+    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
+    return root

@@ -4,11 +4,9 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
-from helpers import TINY_SD_CONFIG, make_tiny_unet
-from PIL import Image
+from helpers import caption_folder, tiny_sd_pipeline
 
 from compress.models.loading import load_diffusion_model, load_unet
 from compress.prune import ScoreSettings, prune
@@ -52,51 +50,9 @@ def test_resumed_run_ends_with_the_same_weights(toy_pair, tmp_path):
     assert len(full) == len(load_unet(student).state_dict())
 
 
-def _tiny_tokenizer(folder):
-    from transformers import CLIPTokenizer
-
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for c in "abcdefghijklmnopqrstuvwxyz":
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir(parents=True)
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77).save_pretrained(folder)
-
-
-def _tiny_sd_pipeline(root):
-    """A small SD-topology pipeline folder: random UNet, VAE and CLIP text encoder, real formats."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    make_tiny_unet().save_pretrained(root / "unet")
-    torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
-                  sample_size=32).save_pretrained(root / "vae")
-    config = CLIPTextConfig(hidden_size=TINY_SD_CONFIG["cross_attention_dim"], intermediate_size=32,
-                            num_attention_heads=2, num_hidden_layers=1, vocab_size=60, max_position_embeddings=77,
-                            bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    CLIPTextModel(config).save_pretrained(root / "text_encoder")
-    _tiny_tokenizer(root / "tokenizer")
-    return root
-
-
-def _caption_folder(root, n=4):
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    lines = []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
-        lines.append(json.dumps({"file_name": f"{i}.png", "text": f"a photo number {i}"}))
-    (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
-    return root
-
-
 def test_sd_pipeline_prunes_and_recovers_end_to_end(tmp_path):
-    pipeline = _tiny_sd_pipeline(tmp_path / "pipe")
-    data = _caption_folder(tmp_path / "captions")
+    pipeline = tiny_sd_pipeline(tmp_path / "pipe")
+    data = caption_folder(tmp_path / "captions")
     prune(pipeline, tmp_path / "student", ratio=0.3, score=FAST_SCORE, progress=False)
     result = recover(pipeline, tmp_path / "student", tmp_path / "run", data=data,
                      settings=RecoverSettings(steps=2, batch_size=2), progress=False)
@@ -124,7 +80,7 @@ def _assert_one_error(proc, message):
 
 def test_bad_input_is_one_error_and_exit_2(toy_pair, tmp_path):
     teacher, student = toy_pair
-    pipeline = _tiny_sd_pipeline(tmp_path / "pipe")
+    pipeline = tiny_sd_pipeline(tmp_path / "pipe")
     prune(pipeline, tmp_path / "sd-student", ratio=0.3, score=FAST_SCORE, progress=False)
     _assert_one_error(_cli("--teacher", pipeline, "--student", tmp_path / "sd-student", "--out", tmp_path / "a",
                            "--data", tmp_path / "missing"), "data folder not found")

@@ -1,0 +1,247 @@
+"""`distill()`: consistency distillation of a teacher into a 1-4 step student.
+
+lcm (latent consistency distillation): x_t -> one teacher DDIM step with guidance w to x_{t-k}
+    (the skipping-step solver over 50 DDIM timesteps); the student at (x_t, t, w) regresses onto
+    the EMA target student at (x_{t-k}, t-k, w).
+direct (Direct CM): the student regresses straight onto the teacher's full guided DDIM solution
+    from the same x_t (more teacher calls per step; solves the ODE more accurately).
+
+The student is the teacher (or a pruned/recovered student) with a guidance-scale embedding
+(`time_cond_proj_dim`), whose projection starts at zero so the student starts as its source.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import DDPMScheduler, LCMScheduler, UNet2DConditionModel
+from tqdm import tqdm
+
+from compress.distill.consistency import consistency_output, ddim_step, guidance_embedding, huber
+from compress.errors import CompressError
+from compress.io import atomic_output_dir, read_json, write_json
+from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
+from compress.recover.data import TrainingData, read_captions, sd_training_data, toy_training_data
+from compress.training import EMA, JsonlLog, load_checkpoint, plot_log, require_accelerate, save_checkpoint
+from compress.types import Record
+
+METHODS = ("lcm", "direct")
+GUIDANCE_RANGE = {"toy": (1.5, 5.0), "sd": (5.0, 15.0)}
+W_EMBEDDING_DIM = 256
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    method: str = "lcm"
+    steps: int = 1500
+    lr: float = 1e-4
+    batch_size: int = 32
+    solver_steps: int = 50  # DDIM timesteps of the teacher solver (skip = 1000 / solver_steps)
+    w_min: float | None = None  # guidance range sampled per item; default per family
+    w_max: float | None = None
+    loss: str = "huber"  # huber | l2
+    huber_c: float = 0.001
+    ema: float = 0.95  # target network decay
+    cfg_dropout: float = 0.0
+    checkpoint_every: int = 250
+    seed: int = 0
+
+
+@dataclass
+class DistillResult(Record):
+    out: str
+    method: str
+    steps: int
+    final_loss: float
+
+
+def with_guidance_embedding(unet: UNet2DConditionModel, source_dir: Path | None) -> UNet2DConditionModel:
+    """The same UNet plus `time_cond_proj_dim` (zero-initialised), keeping a block plan if it has one."""
+    if unet.config.get("time_cond_proj_dim"):
+        return unet
+    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    config["time_cond_proj_dim"] = W_EMBEDDING_DIM
+    student = UNet2DConditionModel.from_config(config)
+    plan = source_dir / "unet" / PLAN_FILE if source_dir is not None else None
+    if plan is not None and plan.is_file():
+        from compress.prune.surgery import apply_block_plan
+        from compress.types import RemovalPlan
+
+        apply_block_plan(student, RemovalPlan.from_dict(read_json(plan)))
+    missing, unexpected = student.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any("cond_proj" not in key for key in missing):
+        raise CompressError(f"cannot add a guidance embedding to this UNet (unexpected {unexpected[:1]})")
+    torch.nn.init.zeros_(student.time_embedding.cond_proj.weight)
+    return student
+
+
+def _data(teacher: DiffusionModel, data: str | os.PathLike | None, out: Path) -> TrainingData:
+    if teacher.family == "toy":
+        return toy_training_data(teacher)
+    if data is None:
+        raise CompressError("SD-family distillation needs --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
+    return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")
+
+
+def distill(
+    teacher: str | os.PathLike,
+    out: str | os.PathLike,
+    student: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    settings: DistillSettings | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> DistillResult:
+    """Distil `teacher` (or continue from `student`) into a few-step consistency model in `out`."""
+    s = settings or DistillSettings()
+    if s.method not in METHODS:
+        raise CompressError(f"--method must be one of {', '.join(METHODS)}, not {s.method!r}")
+    if s.loss not in ("huber", "l2"):
+        raise CompressError(f"--loss must be huber or l2, not {s.loss!r}")
+    if s.steps < 1 or s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
+        raise CompressError("--steps, --batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
+    out = Path(out)
+    if out.exists() and not (resume or overwrite):
+        raise CompressError(f"output folder {out} already exists (pass --resume to continue it or --overwrite)")
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
+    if data is not None:
+        read_captions(Path(data))
+    teacher_model = load_diffusion_model(teacher)
+    source = load_diffusion_model(student) if student is not None else teacher_model
+    if source.family != teacher_model.family:
+        raise CompressError(f"--student is a {source.family}-family model but the teacher is {teacher_model.family}")
+    w_min, w_max = GUIDANCE_RANGE[teacher_model.family]
+    w_min, w_max = s.w_min if s.w_min is not None else w_min, s.w_max if s.w_max is not None else w_max
+    out.mkdir(parents=True, exist_ok=True)
+    training_data = _data(teacher_model, data, out)
+
+    accelerator = require_accelerate().Accelerator()
+    online = with_guidance_embedding(copy.deepcopy(source.unet), source.source_dir).train()
+    target = copy.deepcopy(online).eval().requires_grad_(False)
+    unet_t = teacher_model.unet.eval().requires_grad_(False)
+    optimizer = torch.optim.AdamW(online.parameters(), lr=s.lr, weight_decay=0.0)
+    ema = EMA(target, s.ema, share=True)  # updates `target` in place
+    generator = torch.Generator().manual_seed(s.seed)
+    start = 0
+    state = load_checkpoint(out) if resume else None
+    if state is not None:
+        online.load_state_dict(state["student"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        target.load_state_dict(state["target"])
+        start = state["step"]
+    online, optimizer = accelerator.prepare(online, optimizer)
+    for module in (target, unet_t):
+        module.to(accelerator.device)
+    noise_schedule = DDPMScheduler.from_config({k: v for k, v in teacher_model.scheduler_config.items()
+                                                if not k.startswith("_")})
+    alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
+    skip = noise_schedule.config.num_train_timesteps // s.solver_steps
+    solver = torch.arange(1, s.solver_steps + 1) * skip - 1  # 19, 39, ..., 999 for 50 steps
+    uncond = training_data.uncond.to(accelerator.device)
+    log = JsonlLog(out / "distill_log.jsonl", resume_step=start)
+    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=f"distill ({s.method})",
+               disable=not progress)
+    loss_value = float("nan")
+    for step in bar:
+        x0, cond = training_data.batch(s.batch_size, generator, s.cfg_dropout)
+        noise = torch.randn(x0.shape, generator=generator)
+        index = torch.randint(0, s.solver_steps, (len(x0),), generator=generator)
+        w = w_min + (w_max - w_min) * torch.rand(len(x0), generator=generator)
+        t = solver[index]
+        x_t = noise_schedule.add_noise(x0, noise, t)
+        x_t, cond, t, index, w = (v.to(accelerator.device) for v in (x_t, cond, t, index, w))
+        w_emb = guidance_embedding(w, W_EMBEDDING_DIM)
+        eps = online(x_t, t, cond, timestep_cond=w_emb).sample
+        prediction = consistency_output(eps, x_t, t, alphas)
+        with torch.no_grad():
+            teacher_step = _TeacherSolver(unet_t, cond, uncond.expand(len(x_t), -1, -1), w, alphas, solver)
+            if s.method == "lcm":
+                x_prev, t_prev = teacher_step(x_t, index)
+                eps_target = target(x_prev, t_prev, cond, timestep_cond=w_emb).sample
+                goal = consistency_output(eps_target, x_prev, t_prev, alphas)
+            else:
+                goal = teacher_step.solve(x_t, index)
+        loss = huber(prediction, goal, s.huber_c) if s.loss == "huber" else torch.nn.functional.mse_loss(
+            prediction.float(), goal.float())
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(online.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        ema.update(accelerator.unwrap_model(online))
+        loss_value = loss.item()
+        bar.set_postfix(loss=f"{loss_value:.5f}")
+        if accelerator.is_main_process:
+            log.write(step + 1, loss=loss_value, lr=optimizer.param_groups[0]["lr"])
+        if (step + 1) % s.checkpoint_every == 0 and accelerator.is_main_process:
+            save_checkpoint(out, {"student": accelerator.unwrap_model(online).state_dict(),
+                                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                                  "target": target.state_dict(), "step": step + 1})
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _write_model(target, source, teacher_model, s, out)
+        plot_log(out / "distill_log.jsonl", out / "distill_loss.png", f"{s.method} distillation")
+    result = DistillResult(str(out), s.method, s.steps, loss_value)
+    write_json(out / "distill_result.json", result.to_dict())
+    return result
+
+
+class _TeacherSolver:
+    """Guided DDIM steps of the teacher along the solver's timesteps."""
+
+    def __init__(self, unet: Any, cond: torch.Tensor, uncond: torch.Tensor, w: torch.Tensor, alphas: torch.Tensor,
+                 solver: torch.Tensor):
+        self.unet, self.cond, self.uncond, self.w, self.alphas = unet, cond, uncond, w, alphas
+        self.solver = solver.to(cond.device)
+
+    def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        cond = self.unet(x, t, self.cond).sample
+        uncond = self.unet(x, t, self.uncond).sample
+        w = self.w.reshape(-1, *([1] * (x.ndim - 1)))
+        return uncond + w * (cond - uncond)
+
+    def __call__(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One solver step: (x at the previous solver timestep, that timestep; 0 after the first)."""
+        t = self.solver[index]
+        t_prev = torch.where(index > 0, self.solver[(index - 1).clamp_min(0)], torch.zeros_like(t))
+        return ddim_step(self.eps(x, t), x, t, t_prev, self.alphas), t_prev
+
+    def solve(self, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The full guided DDIM solution to the clean sample; finished items stay fixed."""
+        index = index.clone()
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        while not done.all():
+            t = self.solver[index]
+            t_prev = torch.where(index > 0, self.solver[(index - 1).clamp_min(0)], torch.full_like(t, -1))
+            stepped = ddim_step(self.eps(x, t), x, t, t_prev, self.alphas)
+            x = torch.where(done.reshape(-1, *([1] * (x.ndim - 1))), x, stepped)
+            done = done | (index == 0)
+            index = (index - 1).clamp_min(0)
+        return x
+
+
+def _write_model(unet: Any, source: DiffusionModel, teacher: DiffusionModel, s: DistillSettings, out: Path) -> None:
+    """out/unet (+ plan), out/scheduler (LCMScheduler on the teacher's schedule), conditioner, report."""
+    with atomic_output_dir(out / "unet", overwrite=True) as tmp:
+        unet.save_pretrained(tmp)
+        plan = source.source_dir / "unet" / PLAN_FILE if source.source_dir is not None else None
+        if plan is not None and plan.is_file():
+            shutil.copy(plan, tmp / PLAN_FILE)
+    schedule = {k: v for k, v in teacher.scheduler_config.items() if not k.startswith("_")}
+    scheduler = LCMScheduler.from_config(schedule, original_inference_steps=s.solver_steps)
+    with atomic_output_dir(out / "scheduler", overwrite=True) as tmp:
+        scheduler.save_pretrained(tmp)
+    if source.conditioner is not None and not (out / "conditioner").exists():
+        source.conditioner.save(out / "conditioner")
+    report = source.source_dir / "prune_report.json" if source.source_dir is not None else None
+    if report is not None and report.is_file():
+        shutil.copy(report, out / "prune_report.json")
+    write_json(out / "distill_settings.json", {**s.__dict__, "teacher": teacher.name})
