@@ -183,6 +183,33 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
     click.echo(f"{result.method}: {result.steps} steps, final loss {result.final_loss:.5f}; wrote {out}/unet")
 
 
+@main.command("sample")
+@click.option("--model", required=True, help="Registry name or any folder the toolkit writes.")
+@click.option("--steps", type=int, default=25, show_default=True)
+@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "euler", "lcm"]), default=None,
+              help="Override the scheduler saved with the model (default: the saved one, else DDIM).")
+@click.option("--class", "class_id", type=int, default=None, help="Toy family: the digit (default: one of each).")
+@click.option("--prompt", default=None, help="SD family: the text prompt.")
+@click.option("--guidance", type=float, default=None, help="CFG scale [default: 3 toy, 7.5 SD].")
+@click.option("--pipeline", default=None, type=click.Path(),
+              help="SD family: pipeline folder whose text_encoder/, tokenizer/ and vae/ to use.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", required=True, type=click.Path(), help="PNG file to write.")
+@user_errors
+def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed, out) -> None:
+    """Sample images from a model with the scheduler saved with it (LCM for distilled students).
+
+    \b
+      compress sample --model toy-lcm --steps 4 --class 7 --out seven.png
+      compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
+    """
+    from compress.evaluate.generate import generate
+
+    path = generate(model, out, steps=steps, sampler=sampler, class_id=class_id, prompt=prompt, guidance=guidance,
+                    seed=seed, pipeline=pipeline)
+    click.echo(f"wrote {path}")
+
+
 def run() -> None:
     """Console entry point: click usage errors also become one `error:` line and exit code 2."""
     try:
@@ -197,3 +224,4 @@ def run() -> None:
 
 
 # Sub-command groups that live next to their package (one line each).
+main.add_command(__import__("compress.sr.cli", fromlist=["sr"]).sr)

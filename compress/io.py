@@ -29,6 +29,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
         raise CompressError(f"output folder {path} already exists (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the final folder should have the usual permissions
     try:
         yield tmp
     except BaseException:

@@ -12,7 +12,6 @@ import re
 import socket
 import warnings
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -22,7 +21,7 @@ from diffusers import UNet2DConditionModel
 
 from compress.errors import CompressError
 from compress.io import load_safetensors
-from compress.models.registry import ModelSpec, get_spec, is_registered
+from compress.models.registry import ModelSpec, assets_dir, get_spec, is_registered
 from compress.models.toy import SD_SCHEDULER_CONFIG, ClassConditioner
 
 PLAN_FILE = "prune_plan.json"  # written next to a block-granularity UNet's config
@@ -46,10 +45,6 @@ class DiffusionModel:
     @property
     def config(self) -> dict[str, Any]:
         return dict(self.unet.config)
-
-
-def assets_dir(name: str) -> Path:
-    return Path(str(resources.files("compress").joinpath("assets", name)))
 
 
 def _check_unet_folder(folder: Path) -> None:
@@ -99,7 +94,7 @@ def _random_unet(config: dict[str, Any], seed: int) -> UNet2DConditionModel:
     return UNet2DConditionModel.from_config(config).eval()
 
 
-def _load_sd_text_encoder(pipeline_dir: Path) -> tuple[Any, Any]:
+def load_sd_text_encoder(pipeline_dir: Path) -> tuple[Any, Any]:
     """The pipeline's CLIP text encoder and tokenizer, or (None, None) when the folder has none."""
     if not ((pipeline_dir / "text_encoder").is_dir() and (pipeline_dir / "tokenizer").is_dir()):
         return None, None
@@ -128,7 +123,7 @@ def _load_folder(folder: Path, family: str | None, name: str) -> DiffusionModel:
     conditioner = ClassConditioner.load(root / "conditioner") if (root / "conditioner").is_dir() else None
     if family is None:
         family = "toy" if conditioner is not None else "sd"
-    text_encoder, tokenizer = _load_sd_text_encoder(root) if family == "sd" else (None, None)
+    text_encoder, tokenizer = load_sd_text_encoder(root) if family == "sd" else (None, None)
     return DiffusionModel(unet=unet, family=family, name=name, scheduler_config=_load_scheduler_config(root),
                           conditioner=conditioner, text_encoder=text_encoder, tokenizer=tokenizer, source_dir=root)
 

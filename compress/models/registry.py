@@ -7,6 +7,8 @@ so listing models imports nothing heavy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from compress.errors import CompressError
@@ -36,8 +38,17 @@ _MODELS: dict[str, ModelSpec] = {
                   SD21_BASE_UNET_CONFIG, hub_id="stabilityai/stable-diffusion-2-1-base"),
         ModelSpec("toy", "toy", "Embedded trained SD-topology UNet (2.4M params) on 16x16 digits, class tokens",
                   TOY_UNET_CONFIG, asset="toy"),
+        ModelSpec("span-x2", "span", "SPAN x2 super-resolution (C=16, 47k params fused), trained on skimage photos",
+                  asset="span-x2"),
+        ModelSpec("span-x4", "span", "SPAN x4 super-resolution (C=16, 53k params fused), trained on skimage photos",
+                  asset="span-x4"),
     )
 }
+
+
+def assets_dir(name: str) -> Path:
+    """The folder of shipped weights `compress/assets/NAME`."""
+    return Path(str(resources.files("compress").joinpath("assets", name)))
 
 
 def list_models() -> list[ModelSpec]:

@@ -1,0 +1,29 @@
+"""SPAN super-resolution: the architecture, its exact re-parameterisation, training, evaluation and upscaling."""
+
+from compress.sr.cost import SPANCost, span_cost
+from compress.sr.evaluate import SREvalResult, SRImageScore, evaluate_sr
+from compress.sr.loading import load_span, save_span, span_from_state_dict
+from compress.sr.span import SPAB, SPAN, Conv3XC
+from compress.sr.train import TrainConfig, TrainReport, train_span
+from compress.sr.upscale import deploy_model, upscale_folder, upscale_image, upscale_tensor
+
+__all__ = [
+    "SPAN",
+    "SPAB",
+    "Conv3XC",
+    "SPANCost",
+    "SREvalResult",
+    "SRImageScore",
+    "TrainConfig",
+    "TrainReport",
+    "deploy_model",
+    "evaluate_sr",
+    "load_span",
+    "save_span",
+    "span_cost",
+    "span_from_state_dict",
+    "train_span",
+    "upscale_folder",
+    "upscale_image",
+    "upscale_tensor",
+]

@@ -1,0 +1,91 @@
+"""Reading and writing images and result files for super-resolution, all-or-nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from compress.errors import CompressError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (same suffix) that replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it the permissions a plain open() would
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write a dataclass or plain object as indented JSON, replacing `path` only once it is complete."""
+    if dataclasses.is_dataclass(obj):
+        obj = dataclasses.asdict(obj)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside `folder`, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CompressError(f"image folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise CompressError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return images
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image as a (3, H, W) float tensor in [0, 1]; grey images are replicated, alpha is dropped."""
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except FileNotFoundError:
+        raise CompressError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise CompressError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).float() / 255
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to 8 bits, the way an image file stores it."""
+    return (image.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def write_image(image: torch.Tensor, path: str | os.PathLike) -> None:
+    """Write a (3, H, W) uint8 or [0, 1] float tensor; the format follows the suffix and `path` appears whole."""
+    if image.dtype != torch.uint8:
+        image = to_uint8(image)
+    array = image.permute(1, 2, 0).contiguous().numpy()
+    with atomic_file(path) as tmp:
+        try:
+            Image.fromarray(array).save(tmp)
+        except (ValueError, OSError) as exc:
+            raise CompressError(f"cannot write image {path}: {exc}") from None
