@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import tempfile
 import time
 from pathlib import Path
 
-import compress.prune.pipeline as pipeline
-from compress.prune import ScoreSettings, prune
+from compress.prune import ScoreSettings, pipeline, prune
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -60,9 +61,13 @@ def main() -> None:
         t0 = time.time()
         report = prune(args.model, out, ratio=args.ratio, init=args.init, score=ScoreSettings(), overwrite=True)
         seconds = time.time() - t0
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_seconds = usage.ru_utime + usage.ru_stime
     result = {
         "command": f"python benchmarks/bench_prune.py --model {args.model} --init {args.init} --ratio {args.ratio}",
         "model": args.model, "ratio": args.ratio, "seconds_total": round(seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 1), "cores": os.cpu_count(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "removed": report.removed, "params_before": report.params_before, "params_after": report.params_after,
         "params_removed_share": round(report.params_removed_share, 4),
         "macs_removed_share": round(report.macs_removed_share, 4),
@@ -72,7 +77,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"prune_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
-    print(f"\n{args.model}: {seconds:.0f} s total ({measured['scoring_seconds']:.0f} s scoring); removed "
+    print(f"\n{args.model}: {seconds:.0f} s total ({measured['scoring_seconds']:.0f} s scoring, "
+          f"{cpu_seconds:.0f} CPU-s "
+          f"on {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}); removed "
           f"{report.params_removed_share:.1%} of params; peak RSS while scoring "
           f"{measured['peak_rss_scoring_gib']:.2f} GiB = {result['peak_scoring_over_model_fp32']:.2f}x the fp32 "
           f"model ({measured['model_fp32_gib']:.2f} GiB)")

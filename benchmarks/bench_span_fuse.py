@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
+from compress.io import write_json
 from compress.sr import SPAN
-from compress.sr.files import write_json_atomic
 
 RESULT = Path(__file__).resolve().parent / "results" / "span_fuse.json"
 
@@ -66,7 +66,7 @@ def main() -> None:
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
     }
-    write_json_atomic(args.out, result)
+    write_json(args.out, result)
     print(f"{result['model']} at {args.size}x{args.size} on CPU ({result['threads']} threads): "
           f"unfused {unfused_s * 1e3:.0f} ms, fused {fused_s * 1e3:.0f} ms, speedup {result['speedup']:.2f}x "
           f"(max |diff| {max_diff:.1e}) -> {args.out}")

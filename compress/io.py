@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -18,6 +19,28 @@ from safetensors.torch import load_file
 from compress.errors import CompressError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (same suffix) that replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it the permissions a plain open() would
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling folder and rename it to `path` only if the block succeeds.
@@ -29,9 +52,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
         raise CompressError(f"output folder {path} already exists (pass --overwrite to replace it)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the final folder should have the usual permissions
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the final folder should have the usual permissions
     try:
         yield tmp
     except BaseException:
@@ -76,7 +97,11 @@ def load_state_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2) + "\n")
+    """Write indented JSON (a dataclass is converted first), replacing `path` only once complete."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

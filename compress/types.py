@@ -106,3 +106,23 @@ class PruneReport(Record):
     @property
     def macs_removed_share(self) -> float:
         return 1 - self.macs_after / self.macs_before
+
+
+@dataclass(frozen=True)
+class EvalResult(Record):
+    """Sample quality of a toy-family model (`compress eval`), judged by the shipped digit classifier.
+
+    fd: Frechet distance between classifier features of samples and of held-out digits;
+    fd_real: the same between train and held-out digits, the floor a perfect model reaches.
+    """
+
+    model: str
+    class_accuracy: float  # share of samples classified as the class they were conditioned on
+    fd: float
+    fd_real: float
+    samples: int
+    steps: int
+    sampler: str
+    guidance: float
+    seed: int
+    seconds: float

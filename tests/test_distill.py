@@ -91,3 +91,28 @@ def test_sd_topology_student_with_text_conditioning_distils(tmp_path):
             progress=False)
     student = load_diffusion_model(tmp_path / "run")
     assert student.family == "sd" and student.unet.config.time_cond_proj_dim == 256
+
+
+def test_sample_uses_the_saved_lcm_scheduler_for_toy_and_sd_students(toy_teacher, tmp_path):
+    from click.testing import CliRunner
+
+    from compress.cli import main
+
+    distill(toy_teacher, tmp_path / "toy-lcm", settings=DistillSettings(steps=1, batch_size=2, solver_steps=5),
+            progress=False)
+    result = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "toy-lcm"), "--steps", "2", "--class", "3",
+                                       "--out", str(tmp_path / "three.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "three.png").read_bytes()[:4] == b"\x89PNG"
+    pipeline = tiny_sd_pipeline(tmp_path / "pipe")
+    distill(pipeline, tmp_path / "sd-lcm", data=caption_folder(tmp_path / "captions"),
+            settings=DistillSettings(steps=1, batch_size=2, solver_steps=10), progress=False)
+    result = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "sd-lcm"), "--pipeline", str(pipeline),
+                                       "--prompt", "a cat", "--steps", "2", "--out", str(tmp_path / "cat.png")])
+    assert result.exit_code == 0, result.output
+    from PIL import Image
+
+    assert Image.open(tmp_path / "cat.png").size == (32, 32)
+    bad = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "sd-lcm"), "--class", "3", "--out",
+                                    str(tmp_path / "x.png")])
+    assert bad.exit_code == 2 and "error: SD-family models need --prompt" in bad.output

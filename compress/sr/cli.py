@@ -73,8 +73,8 @@ def eval_cmd(model, data, scale, json_path, tile) -> None:
     Each image is downscaled (bicubic, 8 bits), upscaled by the model and by bicubic, and scored on the BT.601 Y
     channel with SCALE pixels of border cropped; per image and mean.
     """
+    from compress.io import write_json
     from compress.sr import evaluate_sr
-    from compress.sr.files import write_json_atomic
 
     result = evaluate_sr(model, data, scale=scale, tile=tile)
     width = max(len("mean"), *(len(score.name) for score in result.images))
@@ -84,7 +84,7 @@ def eval_cmd(model, data, scale, json_path, tile) -> None:
         name = getattr(row, "name", "mean")
         click.echo(f"{name:<{width}}  {row.psnr:7.2f} {row.ssim:7.4f}  {row.bicubic_psnr:7.2f} {row.bicubic_ssim:7.4f}")
     if json_path:
-        write_json_atomic(json_path, result)
+        write_json(json_path, result)
 
 
 @sr.command("upscale")

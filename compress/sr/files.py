@@ -2,52 +2,17 @@
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
 from compress.errors import CompressError
+from compress.io import atomic_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` (same suffix) that replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.tmp-", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    tmp.chmod(0o666 & ~_umask())  # mkstemp makes it private; give it the permissions a plain open() would
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write a dataclass or plain object as indented JSON, replacing `path` only once it is complete."""
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

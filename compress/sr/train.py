@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, load_torch_checkpoint
+from compress.io import atomic_file, atomic_output_dir, load_torch_checkpoint, write_json
 from compress.sr.evaluate import degrade, score_image, summarize
-from compress.sr.files import atomic_file, list_images, read_image, write_json_atomic
+from compress.sr.files import list_images, read_image
 from compress.sr.loading import save_span
 from compress.sr.span import IMG_RANGE, SPAN
 
@@ -258,5 +258,5 @@ def train_span(
         progress.close()
 
         save_span(model.eval(), tmp)
-        write_json_atomic(tmp / "training.json", report)
+        write_json(tmp / "training.json", report)
     return report
