@@ -126,3 +126,42 @@ class EvalResult(Record):
     guidance: float
     seed: int
     seconds: float
+
+
+@dataclass
+class ExportArtifact(Record):
+    """What `compress export` wrote, saved as `export_report.json` in the output folder.
+
+    `path` (the main file or package; the first chunk when a Core ML UNet is chunked) and `files`
+    are relative to `directory`. Input and output names are the same in every format; the shapes are
+    the ones exported and validated (with `options["dynamic_batch"]` the first axis is dynamic).
+    `checks` are dicts with keys name, passed (bool, or None for information only), value, limit,
+    detail. `validated` is None when validation was skipped, else whether every check passed.
+    """
+
+    format: str  # onnx | openvino | coreml
+    model: str  # the source as given: registry name, folder or checkpoint
+    family: str  # unet | span
+    directory: str  # absolute path of the output folder
+    path: str
+    files: list[str]
+    input_names: list[str]
+    input_shapes: list[list[int]]
+    input_dtypes: list[str]  # numpy-style names: float32, float16
+    output_names: list[str]
+    output_shapes: list[list[int]]
+    output_dtypes: list[str]
+    fp16: bool  # ONNX: fp16 graph and I/O; OpenVINO: fp16 weights; Core ML: fp16 compute precision
+    weights: str  # how weights are stored: fp32 | fp16 | int8 | palettized-Nbit
+    options: dict[str, Any]  # the format options used (opset, deployment target, attention, chunks, ...)
+    file_sizes: dict[str, int]  # bytes per file; a Core ML package counts as one entry
+    total_bytes: int
+    export_seconds: float
+    peak_memory_mb: float  # peak resident memory of the exporting process (ru_maxrss), load included
+    init: str = "pretrained"
+    seed: int = 0
+    validated: bool | None = None
+    validation_seconds: float = 0.0
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    model_info: dict[str, Any] = field(default_factory=dict)  # the UNet config, or SPAN scale and channels
+    report: str = "export_report.json"

@@ -1,0 +1,248 @@
+"""Export configs: what a model family looks like from outside (optimum's per-architecture `OnnxConfig` idea).
+
+A config owns the torch module to export, the names, shapes and dtypes of its inputs and outputs, how to make
+seeded inputs for tracing and validation, and where each format's files go. The format modules only read it,
+so ONNX, OpenVINO and Core ML artifacts of one model share one contract:
+
+    UNet: sample (B, C, H, W), timestep (B,), encoder_hidden_states (B, T, D) -> out_sample (B, C, H, W)
+    SPAN: image (B, 3, H, W) in [0, 1] -> upscaled (B, 3, H * s, W * s)
+
+H and W are the sizes of the model's own input: the latent for a UNet, the low-resolution image for SPAN.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compress.errors import CompressError
+from compress.io import read_json
+from compress.models.sd import SD_TEXT_TOKENS
+
+FORMATS = ("onnx", "openvino", "coreml")
+SPAN_DEFAULT_SIZE = 256
+NUM_TRAIN_TIMESTEPS = 1000  # validation timesteps are drawn from the SD training range
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype = torch.float32
+
+
+class UNetModule(nn.Module):
+    """The diffusers UNet with positional tensors in and one tensor out: the exported signature."""
+
+    def __init__(self, unet: nn.Module):
+        super().__init__()
+        self.unet = unet
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor):
+        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
+
+
+class GuidanceUNetModule(UNetModule):
+    """A consistency student (`time_cond_proj_dim`): the guidance-scale embedding is a fourth input, `timestep_cond`,
+    as in optimum's LCM exports."""
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
+                timestep_cond: torch.Tensor):
+        return self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, return_dict=False)[0]
+
+
+class SpanModule(nn.Module):
+    """The fused SPAN with its input named `image` (the traced argument name becomes the input name)."""
+
+    def __init__(self, span: nn.Module):
+        super().__init__()
+        self.span = span
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.span(image)
+
+
+class ExportConfig:
+    """One model's export contract; subclasses fill in the family-specific parts."""
+
+    family: str
+    layout: dict[str, str]  # format -> main file, relative to the output folder
+
+    def __init__(self, name: str, module: nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec]):
+        self.name = name
+        self.module = module.eval()
+        self.inputs = inputs
+        self.outputs = outputs
+
+    @property
+    def batch(self) -> int:
+        return self.inputs[0].shape[0]
+
+    def random_inputs(self, seed: int, dtype: torch.dtype | None = None, batch: int | None = None
+                      ) -> dict[str, torch.Tensor]:
+        """Seeded inputs in the model's input distribution, optionally cast and with another batch size."""
+        generator = torch.Generator().manual_seed(seed)
+        tensors = {}
+        for spec in self.inputs:
+            shape = (batch or spec.shape[0], *spec.shape[1:])
+            tensors[spec.name] = self._draw(spec.name, shape, generator).to(dtype or spec.dtype)
+        return tensors
+
+    def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def reference(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The torch output (fp32) that exported models are compared with."""
+        return self.module(*(tensor.float() for tensor in inputs.values()))
+
+    def weight_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.module.parameters())
+
+    def write_extras(self, format: str, directory: Path) -> list[str]:
+        """Files a runtime expects next to the model (relative paths); none by default."""
+        return []
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+class UNetExportConfig(ExportConfig):
+    """A diffusers `UNet2DConditionModel`, stock or block-pruned (bypass modules trace like any module)."""
+
+    family = "unet"
+    layout = {"onnx": "unet/model.onnx", "openvino": "unet/openvino_model.xml", "coreml": "Unet.mlpackage"}
+
+    def __init__(self, unet: nn.Module, name: str, batch: int = 1, height: int | None = None,
+                 width: int | None = None, sequence_length: int = SD_TEXT_TOKENS):
+        self.unet = unet
+        size = unet.config.sample_size
+        default_h, default_w = (size, size) if isinstance(size, int) else tuple(size)
+        height, width = _default(height, default_h), _default(width, default_w)
+        factor = self.downsampling_factor(unet)
+        _check_sizes(batch, height, width)
+        if height % factor or width % factor:
+            raise CompressError(f"{name}: height and width ({height}x{width}, latent size) must be divisible by "
+                                f"{factor}, the UNet's downsampling factor")
+        if sequence_length < 1:
+            raise CompressError(f"--sequence-length must be positive, got {sequence_length}")
+        dim = unet.config.cross_attention_dim
+        dim = dim[0] if isinstance(dim, (list, tuple)) else dim
+        inputs = [TensorSpec("sample", (batch, unet.config.in_channels, height, width)),
+                  TensorSpec("timestep", (batch,)),
+                  TensorSpec("encoder_hidden_states", (batch, sequence_length, dim))]
+        guidance_dim = unet.config.get("time_cond_proj_dim")
+        if guidance_dim:
+            inputs.append(TensorSpec("timestep_cond", (batch, guidance_dim)))
+        outputs = [TensorSpec("out_sample", (batch, unet.config.out_channels, height, width))]
+        super().__init__(name, (GuidanceUNetModule if guidance_dim else UNetModule)(unet), inputs, outputs)
+
+    @staticmethod
+    def downsampling_factor(unet: nn.Module) -> int:
+        """2 ** (stages that downsample); a block-pruned UNet may have lost a stage."""
+        return 2 ** sum(getattr(block, "downsamplers", None) is not None for block in unet.down_blocks)
+
+    def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        if name == "timestep":
+            return torch.randint(0, NUM_TRAIN_TIMESTEPS, shape, generator=generator).float()
+        return torch.randn(shape, generator=generator)
+
+    def write_extras(self, format: str, directory: Path) -> list[str]:
+        """optimum's pipelines read `unet/config.json` next to the ONNX / OpenVINO model."""
+        if format == "coreml":
+            return []
+        self.unet.save_config(directory / "unet")
+        return ["unet/config.json"]
+
+    def describe(self) -> dict[str, Any]:
+        return {"unet_config": {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")}}
+
+
+class SpanExportConfig(ExportConfig):
+    """SPAN super-resolution in its fused deploy form (one 3x3 convolution per `Conv3XC`)."""
+
+    family = "span"
+
+    def __init__(self, span: nn.Module, name: str, batch: int = 1, height: int | None = None,
+                 width: int | None = None):
+        height, width = _default(height, SPAN_DEFAULT_SIZE), _default(width, SPAN_DEFAULT_SIZE)
+        _check_sizes(batch, height, width)
+        self.scale, self.channels = span.scale, span.channels
+        stem = f"span_x{span.scale}"
+        self.layout = {"onnx": f"{stem}.onnx", "openvino": f"{stem}.xml", "coreml": f"{stem}.mlpackage"}
+        inputs = [TensorSpec("image", (batch, 3, height, width))]
+        outputs = [TensorSpec("upscaled", (batch, 3, height * span.scale, width * span.scale))]
+        super().__init__(name, SpanModule(span), inputs, outputs)
+
+    def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        return torch.rand(shape, generator=generator)
+
+    def describe(self) -> dict[str, Any]:
+        return {"span": {"scale": self.scale, "channels": self.channels}}
+
+
+def _default(value: int | None, default: int) -> int:
+    return default if value is None else value
+
+
+def _check_sizes(batch: int, height: int, width: int) -> None:
+    if batch < 1 or height < 1 or width < 1:
+        raise CompressError(f"batch, height and width must be positive, got {batch}, {height}, {width}")
+
+
+def _is_span_source(path: Path) -> bool:
+    if path.is_file():
+        return True  # diffusion models are folders; a single file can only be a SPAN checkpoint
+    config = path / "config.json"  # compress.sr.save_span writes {"architecture": "span", ...}
+    return config.is_file() and read_json(config).get("architecture") == "span"
+
+
+def load_export_config(source: Any, *, batch: int = 1, height: int | None = None, width: int | None = None,
+                       sequence_length: int | None = None, init: str = "pretrained", seed: int = 0) -> ExportConfig:
+    """Resolve a registry name, folder, checkpoint or model object to its export config.
+
+    Diffusion sources go through `compress.models.loading` (so block-pruned UNets get their bypass modules),
+    SPAN sources through `compress.sr` (exported fused).
+    """
+    from diffusers import UNet2DConditionModel
+
+    from compress.models.conditioning import text_tokens
+    from compress.models.loading import DiffusionModel
+    from compress.sr import SPAN, deploy_model
+
+    name = str(source) if isinstance(source, (str, os.PathLike)) else None
+    if name is not None:
+        source = _load_source(name, init, seed)
+    if isinstance(source, SPAN):
+        if sequence_length is not None:
+            raise CompressError("--sequence-length applies to UNets, not SPAN")
+        return SpanExportConfig(deploy_model(source), name or f"span-x{source.scale}", batch, height, width)
+    if isinstance(source, DiffusionModel):
+        tokens = sequence_length or text_tokens(source)
+        return UNetExportConfig(source.unet, source.name, batch, height, width, tokens)
+    if isinstance(source, UNet2DConditionModel):
+        return UNetExportConfig(source.eval(), "unet", batch, height, width, sequence_length or SD_TEXT_TOKENS)
+    raise CompressError(f"cannot export a {type(source).__name__}; pass a registry name, a folder, a SPAN or a "
+                        "diffusers UNet2DConditionModel")
+
+
+def _load_source(ref: str, init: str, seed: int) -> Any:
+    from compress.models.loading import load_diffusion_model
+    from compress.models.registry import get_spec, is_registered
+    from compress.sr import load_span
+
+    spec = get_spec(ref) if is_registered(ref) else None
+    path = Path(ref)
+    if spec is None and not path.exists():
+        if os.sep in ref or path.suffix:
+            raise CompressError(f"source not found: {ref}")
+        get_spec(ref)  # the unknown-model error that lists the known names
+    is_span = spec.family == "span" if spec else _is_span_source(path)
+    if init == "random" and (spec is None or is_span):
+        raise CompressError("--init random builds registered diffusion models only (sd14, sd15, sd21-base, toy)")
+    return load_span(ref) if is_span else load_diffusion_model(ref, init=init, seed=seed)

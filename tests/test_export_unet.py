@@ -1,0 +1,202 @@
+"""UNet exports (toy, block-pruned toy, diffusers-pruned toy) in every format, validated against torch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from onnx import numpy_helper
+
+from compress.cli import main
+from compress.io import write_json
+from compress.models.loading import PLAN_FILE, assets_dir, load_diffusion_model
+from compress.prune import build_diffusers_unet, find_units, removed_units
+from compress.types import ExportArtifact, RemovalPlan
+from exporters import ValidationError, export, load_export_config, read_artifact, validate_artifact
+from exporters.attention import attention_implementation
+from exporters.chunks import split_unet
+
+UNET_INPUTS = ["sample", "timestep", "encoder_hidden_states"]
+# covers every bypass module: ShortcutResnet (down.2.pair.0), PassThroughResnet + PassThroughAttention (pairs),
+# a dropped skip (up.3.resnet.1) and a removed mid block
+BLOCK_REMOVALS = ["down.1.pair.1", "down.2.pair.0", "up.1.attn.0", "up.3.resnet.1", "mid"]
+
+
+def _toy_folder(root: Path, granularity: str | None = None) -> Path:
+    """The trained toy when shipped, else a seeded random one, saved as `compress prune` / `distill` save theirs.
+
+    With a `scheduler/` folder, the unpruned one doubles as a distilled student (a UNet folder plus scheduler).
+    """
+    trained = (assets_dir("toy") / "unet").is_dir()
+    model = load_diffusion_model("toy", init="pretrained" if trained else "random")
+    folder = root / f"toy-{granularity or 'full'}"
+    if granularity == "block":
+        units = find_units(model.unet, BLOCK_REMOVALS, "block")
+        with removed_units(model.unet, units):
+            model.unet.save_pretrained(folder / "unet")
+        write_json(folder / "unet" / PLAN_FILE, RemovalPlan("block", BLOCK_REMOVALS).to_dict())
+    elif granularity == "diffusers":
+        build_diffusers_unet(model.unet, find_units(model.unet, ["mid", "stage.3"], "diffusers")
+                             ).save_pretrained(folder / "unet")
+    else:
+        model.unet.save_pretrained(folder / "unet")
+    model.conditioner.save(folder / "conditioner")
+    (folder / "scheduler").mkdir()
+    scheduler = {"_class_name": "LCMScheduler", **model.scheduler_config}
+    write_json(folder / "scheduler" / "scheduler_config.json", scheduler)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("models")
+    return {name: _toy_folder(root, granularity) for name, granularity in
+            (("toy", None), ("block", "block"), ("diffusers", "diffusers"))}
+
+
+@pytest.fixture(scope="module")
+def toy_onnx(models, tmp_path_factory) -> ExportArtifact:
+    return export(models["toy"], "onnx", tmp_path_factory.mktemp("onnx") / "out")
+
+
+def _passed(artifact: ExportArtifact, name: str) -> bool:
+    return next(c for c in artifact.checks if c["name"] == name)["passed"]
+
+
+def test_onnx_layout_contract_and_report(toy_onnx):
+    out = Path(toy_onnx.directory)
+    assert toy_onnx.path == "unet/model.onnx" and (out / "unet" / "model.onnx").is_file()
+    assert json.loads((out / "unet" / "config.json").read_text())["sample_size"] == 16
+    assert toy_onnx.input_names == UNET_INPUTS and toy_onnx.output_names == ["out_sample"]
+    assert toy_onnx.input_shapes == [[1, 1, 16, 16], [1], [1, 4, 32]]  # toy: 4 class tokens of width 32
+    assert toy_onnx.validated and toy_onnx.weights == "fp32" and not toy_onnx.options["external_data"]
+    rel_l2 = next(c for c in toy_onnx.checks if c["name"] == "rel_l2")
+    assert rel_l2["value"] <= 1e-4 == rel_l2["limit"]
+    assert read_artifact(out) == toy_onnx  # export_report.json round-trips through ExportArtifact
+    assert toy_onnx.peak_memory_mb > 0 and toy_onnx.export_seconds > 0
+
+
+def _corrupt(source: Path, target: Path) -> None:
+    """Copy an ONNX export and perturb the last convolution's weight: a wrong weight the runtime still loads.
+
+    (A weight followed by a normalisation could be scaled without effect; conv_out feeds the output directly.)
+    """
+    shutil.copytree(source, target)
+    path = target / "unet" / "model.onnx"
+    model = onnx.load(str(path))
+    weight = next(t for t in model.graph.initializer if t.name.endswith("conv_out.weight"))
+    values = numpy_helper.to_array(weight)
+    values = values + 0.1 * np.abs(values).max() * np.random.default_rng(0).standard_normal(values.shape)
+    weight.CopyFrom(numpy_helper.from_array(values.astype(np.float32), weight.name))
+    onnx.save(model, str(path))
+
+
+def test_wrong_weight_fails_validation(toy_onnx, models, tmp_path):
+    bad = tmp_path / "bad"
+    _corrupt(Path(toy_onnx.directory), bad)
+    with pytest.raises(ValidationError) as failure:
+        validate_artifact(bad, models["toy"])
+    assert _passed(failure.value.artifact, "rel_l2") is False
+    assert read_artifact(bad).validated is False  # the report now says so
+
+    result = CliRunner().invoke(main, ["export", str(models["toy"]), "--validate-only", "--out", str(bad)])
+    assert result.exit_code == 1
+    assert "FAIL rel_l2" in result.output and "error: validation of" in result.output
+
+
+def test_validate_only_passes_on_a_good_export(toy_onnx, models):
+    result = CliRunner().invoke(main, ["export", str(models["toy"]), "--validate-only", "--out", toy_onnx.directory])
+    assert result.exit_code == 0, result.output
+
+
+def test_openvino_block_pruned(models, tmp_path):
+    artifact = export(models["block"], "openvino", tmp_path / "ov")
+    out = Path(artifact.directory)
+    assert (out / "unet" / "openvino_model.xml").is_file() and (out / "unet" / "openvino_model.bin").is_file()
+    assert artifact.input_names == UNET_INPUTS and artifact.validated and _passed(artifact, "rel_l2")
+
+
+def test_coreml_toy_structural(models, tmp_path):
+    artifact = export(models["toy"], "coreml", tmp_path / "cm", height=8, width=8)
+    assert artifact.path == "Unet.mlpackage" and (Path(artifact.directory) / "Unet.mlpackage").is_dir()
+    assert artifact.fp16 and artifact.input_shapes[0] == [1, 1, 8, 8] and artifact.validated
+    for name in ("inputs", "outputs", "Unet.mlpackage:op_set", "Unet.mlpackage:specification_version"):
+        assert _passed(artifact, name), name
+
+
+def test_split_einsum_attention_matches_original(models):
+    config = load_export_config(models["toy"])
+    inputs = config.random_inputs(seed=3)
+    reference = config.reference(inputs)
+    with attention_implementation(config.unet, "split-einsum"):
+        processors = {type(p).__name__ for p in config.unet.attn_processors.values()}
+        rewritten = config.reference(inputs)
+    assert processors == {"SplitEinsumAttnProcessor"}
+    assert "SplitEinsumAttnProcessor" not in {type(p).__name__ for p in config.unet.attn_processors.values()}
+    assert ((rewritten - reference).norm() / reference.norm()) < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["toy", "block", "diffusers"])
+def test_chunks_chain_to_the_whole_unet(models, kind):
+    config = load_export_config(models[kind])
+    (first, second), (first_inputs, second_inputs) = split_unet(config.unet, config.inputs)
+    inputs = config.random_inputs(seed=4)
+    with torch.no_grad():
+        output = second(*first(*inputs.values()), inputs["encoder_hidden_states"])
+    assert torch.equal(output, config.reference(inputs))
+    names = [spec.name for spec in second_inputs]
+    assert names[:2] == ["hidden_states", "emb"] and names[-1] == "encoder_hidden_states"
+    assert len(set(names)) == len(names)  # a tensor reaching the boundary twice crosses it once
+    params = [sum(p.numel() for p in chunk.parameters()) for chunk in (first, second)]
+    assert min(params) > 0.25 * sum(params)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["toy", "block", "diffusers"])
+@pytest.mark.parametrize("format", ["onnx", "openvino", "coreml"])
+def test_every_model_every_format(models, tmp_path, kind, format):
+    artifact = export(models[kind], format, tmp_path / "out")
+    assert artifact.validated and artifact.input_names == UNET_INPUTS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("format", ["onnx", "openvino"])
+def test_fp16_halves_the_files_and_meets_its_tolerance(models, tmp_path, format):
+    fp32 = export(models["toy"], format, tmp_path / "fp32")
+    fp16 = export(models["toy"], format, tmp_path / "fp16", fp16=True)
+    assert fp16.validated and fp16.weights == "fp16"
+    assert _passed(fp16, "rel_l2") and next(c for c in fp16.checks if c["name"] == "rel_l2")["limit"] == 1e-2
+    assert 0.4 < fp16.total_bytes / fp32.total_bytes < 0.75
+
+
+@pytest.mark.slow
+def test_coreml_chunked_split_einsum_block_pruned(models, tmp_path):
+    artifact = export(models["block"], "coreml", tmp_path / "cm", chunk=True, attention="split-einsum")
+    assert artifact.options["packages"] == ["UnetChunk1.mlpackage", "UnetChunk2.mlpackage"]
+    for name in ("chunk_chain", "chunk_weight_bytes", "torch_rewrite_rel_l2"):
+        assert _passed(artifact, name), name
+
+
+@pytest.mark.slow
+def test_coreml_palettized(models, tmp_path):
+    artifact = export(models["toy"], "coreml", tmp_path / "cm", palettize=6)
+    assert artifact.weights == "palettized-6bit" and artifact.validated
+    assert "constexpr_lut_to_dense" in next(c for c in artifact.checks if c["name"].endswith(":op_set"))["detail"]
+
+
+@pytest.mark.slow
+def test_dynamic_batch_onnx(models, tmp_path):
+    import onnxruntime as ort
+
+    artifact = export(models["toy"], "onnx", tmp_path / "dyn", dynamic_batch=True)
+    session = ort.InferenceSession(str(Path(artifact.directory) / artifact.path))
+    config = load_export_config(models["toy"])
+    for batch in (1, 3):
+        inputs = {k: v.numpy() for k, v in config.random_inputs(seed=5, batch=batch).items()}
+        assert session.run(None, inputs)[0].shape[0] == batch
