@@ -6,6 +6,7 @@ import os
 
 import pytest
 from diffusers import UNet2DConditionModel
+
 from helpers import make_tiny_unet
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
-from helpers import caption_folder, tiny_sd_pipeline
 
 from compress.models.loading import load_diffusion_model, load_unet
 from compress.prune import ScoreSettings, prune
 from compress.recover import RecoverSettings, recover
+from helpers import caption_folder, tiny_sd_pipeline
 
 FAST_SCORE = ScoreSettings(samples=4, steps=2)
 
