@@ -226,4 +226,6 @@ def run() -> None:
 # Sub-command groups that live next to their package (one line each).
 main.add_command(__import__("compress.sr.cli", fromlist=["sr"]).sr)
 main.add_command(__import__("compress.evaluate.cli", fromlist=["eval_cmd"]).eval_cmd)
+main.add_command(__import__("compress.bench.cli", fromlist=["bench_cmd"]).bench_cmd)
+main.add_command(__import__("compress.bench.cli", fromlist=["npu_check_cmd"]).npu_check_cmd)
 main.add_command(__import__("exporters.cli", fromlist=["export_cmd"]).export_cmd)

@@ -165,3 +165,44 @@ class ExportArtifact(Record):
     checks: list[dict[str, Any]] = field(default_factory=list)
     model_info: dict[str, Any] = field(default_factory=dict)  # the UNet config, or SPAN scale and channels
     report: str = "export_report.json"
+
+
+@dataclass
+class BenchResult(Record):
+    """One model on one backend (`compress bench`): latency statistics in milliseconds, or a roofline estimate.
+
+    Timed results: `load_ms` (read + compile), `first_call_ms`, then statistics over `runs` calls after `warmup`.
+    `efficiency` is `floor_ms / p50_ms`, where the floor is `flops` at the host's measured fp32 GEMM rate
+    (`peak_gflops`, CPU backends only). `ratio` is `p50_ms` over a fixed torch workload timed in the same process
+    (`reference_ms`): the machine-independent number the CI gate compares. With `estimate` set, nothing ran:
+    `p50_ms` is a roofline lower bound for a device profile (`device`), and `label` says so.
+    """
+
+    target: str  # the name given on the command line (registry name, or file / folder name)
+    path: str  # the resolved model file, package or reference
+    format: str  # onnx | openvino | coreml | torch
+    backend: str  # e.g. ort-cpu, ov-cpu, torch-cuda; estimate:<profile> for estimates
+    device: str
+    threads: int
+    warmup: int = 0
+    runs: int = 0
+    load_ms: float | None = None
+    first_call_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    p50_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    max_ms: float | None = None
+    peak_memory_mb: float | None = None
+    flops: int | None = None  # multiply-adds count twice; convolution, matmul and attention ops
+    peak_gflops: float | None = None
+    floor_ms: float | None = None
+    efficiency: float | None = None
+    reference_ms: float | None = None
+    ratio: float | None = None
+    estimate: bool = False
+    label: str = "measured"
+    detail: dict[str, Any] = field(default_factory=dict)  # runtime versions, providers, estimate breakdown
+    times_ms: list[float] = field(default_factory=list)

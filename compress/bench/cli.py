@@ -1,0 +1,120 @@
+"""`compress bench` and `compress npu-check`: parse the options and call `compress.bench`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+
+import click
+
+from compress.clitools import user_errors
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [name.strip() for name in value.split(",") if name.strip()] if value else None
+
+
+@click.command("bench")
+@click.argument("targets", nargs=-1)
+@click.option("--backend", "backends", default=None,
+              help="Comma-separated backends, e.g. ort-cpu,ov-cpu (see --list-backends); each target runs on those "
+                   "that take its format (ov-* also take ONNX when listed alone) [default: its format's CPU backend].")
+@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls after the first.")
+@click.option("--runs", type=int, default=20, show_default=True, help="Timed calls.")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: torch's count, the physical cores].")
+@click.option("--size", type=int, default=None,
+              help="Torch models: input height and width (the latent for a UNet, the low-res image for SPAN).")
+@click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
+              help="Torch models: `random` builds a registered architecture with seeded weights (offline).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--estimate", "estimates", multiple=True,
+              help="Add a roofline ESTIMATE for a device profile (repeatable): a17-pro-ane, sd8gen3-hexagon, "
+                   "core-ultra-npu. Without --backend, nothing is timed.")
+@click.option("--precision", type=click.Choice(["fp16", "int8"]), default="fp16", show_default=True,
+              help="Deployed precision the estimate assumes.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write results as JSON.")
+@click.option("--md", "md_out", type=click.Path(dir_okay=False), help="Write the Markdown table.")
+@click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a bar chart (PNG).")
+@click.option("--baseline", type=click.Path(dir_okay=False),
+              help="Gate against a baseline from --save-baseline: exit 1 on a regression.")
+@click.option("--max-regression", type=float, default=0.15, show_default=True,
+              help="Allowed slowdown of p50 / reference workload against the baseline.")
+@click.option("--save-baseline", type=click.Path(dir_okay=False), help="Write these results as a baseline.")
+@click.option("--strict", is_flag=True, help="An unavailable backend in a list is an error, not a skipped warning.")
+@click.option("--list-backends", is_flag=True, help="List every backend and whether it is available here.")
+@click.pass_context
+@user_errors
+def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, estimates, precision, json_out,
+              md_out, plot_out, baseline, max_regression, save_baseline, strict, list_backends) -> None:
+    """Time exported models (or torch models) on runtime backends, estimate NPUs, gate CI on regressions.
+
+    \b
+    TARGETS: export folders, .onnx / .xml / .mlpackage files, or models for torch-* backends
+    (registry names such as toy or span-x2, UNet or SPAN folders).
+      compress bench out/toy-onnx out/toy-ov --backend ort-cpu,ov-cpu --runs 50 --json r.json --md r.md
+      compress bench out/toy-onnx --estimate a17-pro-ane --estimate sd8gen3-hexagon
+      compress bench out/toy-onnx --backend ort-cpu --baseline base.json --max-regression 0.15
+    """
+    from compress import bench as api
+    from compress.errors import CompressError
+
+    if list_backends:
+        rows = api.list_backends()
+        width = max(len(name) for name, _ in rows)
+        for name, reason in rows:
+            click.echo(f"{name:<{width}}  " + ("available" if reason is None else f"not available: {reason}"))
+        return
+    if not targets:
+        raise CompressError("give at least one artifact or model to benchmark (or --list-backends)")
+    for name in estimates:  # bad names and baselines fail before anything is timed
+        api.get_profile(name)
+    if baseline:
+        api.load_baseline(baseline)
+    resolved = [api.resolve_target(target, size=size, init=init, seed=seed) for target in dict.fromkeys(targets)]
+    results = []
+    if backends or not estimates:
+        results = api.bench(resolved, _split(backends), warmup, runs, threads, strict=strict)
+    for target in resolved:
+        results += [api.estimate(target, name, precision) for name in estimates]
+    click.echo(api.markdown(results))
+    if json_out:
+        api.write_results_json(results, json_out, "compress " + " ".join(map(shlex.quote, sys.argv[1:])))
+    if md_out:
+        with open(md_out, "w") as handle:
+            handle.write(api.markdown(results))
+    if plot_out:
+        api.plot(results, plot_out)
+    if save_baseline:
+        api.save_baseline(results, save_baseline)
+        click.echo(f"wrote baseline {save_baseline}")
+    if baseline:
+        report = api.gate(results, baseline, max_regression)
+        click.echo(report.table())
+        if not report.passed:
+            ctx.exit(1)
+
+
+@click.command("npu-check")
+@click.argument("artifact")
+@click.option("--target", "npu", required=True, type=click.Choice(["ane", "qnn", "intel-npu"]),
+              help="ane: Apple Neural Engine (Core ML package); qnn: Qualcomm HTP (ONNX); intel-npu: OpenVINO.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the findings as JSON.")
+@click.pass_context
+@user_errors
+def npu_check_cmd(ctx, artifact, npu, json_out) -> None:
+    """Report what would keep an exported model off a phone or laptop NPU; exit 1 when something does.
+
+    \b
+    Checks static shapes, ops against the target's documented op list, tensor ranks and layouts,
+    weight / compute precision, and (ane) the 1 GiB iOS package limit. Example:
+      compress npu-check out/toy-onnx --target qnn
+    """
+    from compress import bench as api
+    from compress.io import write_json
+
+    report = api.npu_check(artifact, npu)
+    click.echo(report.text())
+    if json_out:
+        write_json(json_out, report.to_dict())
+    if report.blockers:
+        ctx.exit(1)
