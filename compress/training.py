@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,14 @@ class EMA:
 
     def copy_to(self, module: nn.Module) -> None:
         module.load_state_dict(self.shadow)
+
+
+def prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber a run unless asked: --resume continues it, --overwrite starts over."""
+    if out.exists() and not (resume or overwrite):
+        raise CompressError(f"output folder {out} already exists (pass --resume to continue it or --overwrite)")
+    if overwrite and not resume and out.exists():
+        shutil.rmtree(out)
 
 
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:

@@ -27,8 +27,16 @@ from compress.distill.consistency import consistency_output, ddim_step, guidance
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, read_json, write_json
 from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
-from compress.recover.data import TrainingData, read_captions, sd_training_data, toy_training_data
-from compress.training import EMA, JsonlLog, load_checkpoint, plot_log, require_accelerate, save_checkpoint
+from compress.recover.data import read_captions, training_data
+from compress.training import (
+    EMA,
+    JsonlLog,
+    load_checkpoint,
+    plot_log,
+    prepare_run_folder,
+    require_accelerate,
+    save_checkpoint,
+)
 from compress.types import Record
 
 METHODS = ("lcm", "direct")
@@ -81,14 +89,6 @@ def with_guidance_embedding(unet: UNet2DConditionModel, source_dir: Path | None)
     return student
 
 
-def _data(teacher: DiffusionModel, data: str | os.PathLike | None, out: Path) -> TrainingData:
-    if teacher.family == "toy":
-        return toy_training_data(teacher)
-    if data is None:
-        raise CompressError("SD-family distillation needs --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
-    return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")
-
-
 def distill(
     teacher: str | os.PathLike,
     out: str | os.PathLike,
@@ -108,10 +108,7 @@ def distill(
     if s.steps < 1 or s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
         raise CompressError("--steps, --batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
     out = Path(out)
-    if out.exists() and not (resume or overwrite):
-        raise CompressError(f"output folder {out} already exists (pass --resume to continue it or --overwrite)")
-    if overwrite and not resume and out.exists():
-        shutil.rmtree(out)
+    prepare_run_folder(out, resume, overwrite)
     if data is not None:
         read_captions(Path(data))
     teacher_model = load_diffusion_model(teacher)
@@ -121,7 +118,7 @@ def distill(
     w_min, w_max = GUIDANCE_RANGE[teacher_model.family]
     w_min, w_max = s.w_min if s.w_min is not None else w_min, s.w_max if s.w_max is not None else w_max
     out.mkdir(parents=True, exist_ok=True)
-    training_data = _data(teacher_model, data, out)
+    samples = training_data(teacher_model, data, out)
 
     accelerator = require_accelerate().Accelerator()
     online = with_guidance_embedding(copy.deepcopy(source.unet), source.source_dir).train()
@@ -146,13 +143,13 @@ def distill(
     alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
     skip = noise_schedule.config.num_train_timesteps // s.solver_steps
     solver = torch.arange(1, s.solver_steps + 1) * skip - 1  # 19, 39, ..., 999 for 50 steps
-    uncond = training_data.uncond.to(accelerator.device)
+    uncond = samples.uncond.to(accelerator.device)
     log = JsonlLog(out / "distill_log.jsonl", resume_step=start)
     bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=f"distill ({s.method})",
                disable=not progress)
     loss_value = float("nan")
     for step in bar:
-        x0, cond = training_data.batch(s.batch_size, generator, s.cfg_dropout)
+        x0, cond = samples.batch(s.batch_size, generator, s.cfg_dropout)
         noise = torch.randn(x0.shape, generator=generator)
         index = torch.randint(0, s.solver_steps, (len(x0),), generator=generator)
         w = w_min + (w_max - w_min) * torch.rand(len(x0), generator=generator)

@@ -109,3 +109,14 @@ def sd_training_data(model: DiffusionModel, folder: Path, cache: Path) -> Traini
     save_file({"x0": data.x0.contiguous(), "cond": data.cond.contiguous(), "uncond": data.uncond.contiguous()},
               str(cache))
     return data
+
+
+def training_data(teacher: DiffusionModel, data: str | Path | None, out: Path) -> TrainingData:
+    """The digits for the toy family; for SD, the image-caption folder `data` encoded into `out`'s cache."""
+    if teacher.family == "toy":
+        if data is not None:
+            raise CompressError("toy-family models train on the shipped digits; leave out --data")
+        return toy_training_data(teacher)
+    if data is None:
+        raise CompressError("SD-family models need --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
+    return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")

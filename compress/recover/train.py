@@ -23,9 +23,17 @@ from tqdm import tqdm
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, read_json, write_json
 from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
-from compress.recover.data import TrainingData, read_captions, sd_training_data, toy_training_data
+from compress.recover.data import read_captions, training_data
 from compress.recover.features import feature_pairs, record_outputs
-from compress.training import EMA, JsonlLog, load_checkpoint, plot_log, require_accelerate, save_checkpoint
+from compress.training import (
+    EMA,
+    JsonlLog,
+    load_checkpoint,
+    plot_log,
+    prepare_run_folder,
+    require_accelerate,
+    save_checkpoint,
+)
 from compress.types import PruneReport, Record
 
 STRUCTURE_KEYS = ("in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types",
@@ -69,16 +77,6 @@ def _check_derived(report: PruneReport, teacher: DiffusionModel) -> None:
                                 f"({a!r} in the student's prune report, {b!r} in the teacher)")
 
 
-def _training_data(teacher: DiffusionModel, data: str | os.PathLike | None, out: Path) -> TrainingData:
-    if teacher.family == "toy":
-        if data is not None:
-            raise CompressError("toy-family recovery trains on the shipped digits; leave out --data")
-        return toy_training_data(teacher)
-    if data is None:
-        raise CompressError("SD-family recovery needs --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
-    return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")
-
-
 def recover(
     teacher: str | os.PathLike,
     student: str | os.PathLike,
@@ -95,10 +93,7 @@ def recover(
     if s.steps < 1 or s.batch_size < 1 or s.grad_accum < 1 or s.lr <= 0:
         raise CompressError("--steps, --batch-size and --grad-accum must be positive, and --lr above 0")
     out, student_dir = Path(out), Path(student)
-    if out.exists() and not (resume or overwrite):
-        raise CompressError(f"output folder {out} already exists (pass --resume to continue it or --overwrite)")
-    if overwrite and not resume and out.exists():
-        shutil.rmtree(out)
+    prepare_run_folder(out, resume, overwrite)
     report = PruneReport.from_dict(read_json(student_dir / "prune_report.json")) \
         if (student_dir / "prune_report.json").is_file() else None
     if report is None:
@@ -109,7 +104,7 @@ def recover(
     _check_derived(report, teacher_model)
     student_model = load_diffusion_model(student_dir)
     out.mkdir(parents=True, exist_ok=True)
-    training_data = _training_data(teacher_model, data, out)
+    samples = training_data(teacher_model, data, out)
 
     accelerate = require_accelerate()
     accelerator = accelerate.Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum)
@@ -138,7 +133,7 @@ def recover(
     terms: dict[str, float] = {}
     for step in bar:
         for _ in range(s.grad_accum):
-            x0, cond = training_data.batch(s.batch_size, generator, s.cfg_dropout)
+            x0, cond = samples.batch(s.batch_size, generator, s.cfg_dropout)
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
             xt = scheduler.add_noise(x0, noise, t)
