@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -24,3 +25,19 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(2)
 
     return wrapper
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as given, rebuilt from click's parsed values (sys.argv is not ours when called in-process)."""
+    args = ["compress", *ctx.command_path.split()[1:]]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value is False or value == ():
+            continue
+        if isinstance(param, click.Argument):
+            args += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
+            continue
+        flag = max(param.opts, key=len)
+        for item in value if isinstance(value, tuple) else (value,):
+            args += [flag] if item is True else [flag, str(item)]
+    return shlex.join(args)

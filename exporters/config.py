@@ -22,6 +22,7 @@ from torch import nn
 
 from compress.errors import CompressError
 from compress.io import read_json
+from compress.models.loading import public_config
 from compress.models.sd import SD_TEXT_TOKENS
 
 FORMATS = ("onnx", "openvino", "coreml")
@@ -160,7 +161,7 @@ class UNetExportConfig(ExportConfig):
         return ["unet/config.json"]
 
     def describe(self) -> dict[str, Any]:
-        return {"unet_config": {k: v for k, v in dict(self.unet.config).items() if not k.startswith("_")}}
+        return {"unet_config": public_config(self.unet.config)}
 
 
 class SpanExportConfig(ExportConfig):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-
 import click
 
-from compress.clitools import user_errors
+from compress.clitools import command_line, user_errors
+from compress.io import atomic_file
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -78,10 +76,10 @@ def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, e
         results += [api.estimate(target, name, precision) for name in estimates]
     click.echo(api.markdown(results))
     if json_out:
-        api.write_results_json(results, json_out, "compress " + " ".join(map(shlex.quote, sys.argv[1:])))
+        api.write_results_json(results, json_out, command_line(click.get_current_context()))
     if md_out:
-        with open(md_out, "w") as handle:
-            handle.write(api.markdown(results))
+        with atomic_file(md_out) as tmp:
+            tmp.write_text(api.markdown(results))
     if plot_out:
         api.plot(results, plot_out)
     if save_baseline:

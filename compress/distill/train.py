@@ -26,7 +26,7 @@ from tqdm import tqdm
 from compress.distill.consistency import consistency_output, ddim_step, guidance_embedding, huber
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, read_json, write_json
-from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
+from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, public_config
 from compress.recover.data import read_captions, training_data
 from compress.training import (
     EMA,
@@ -73,7 +73,7 @@ def with_guidance_embedding(unet: UNet2DConditionModel, source_dir: Path | None)
     """The same UNet plus `time_cond_proj_dim` (zero-initialised), keeping a block plan if it has one."""
     if unet.config.get("time_cond_proj_dim"):
         return unet
-    config = {k: v for k, v in dict(unet.config).items() if not k.startswith("_")}
+    config = public_config(unet.config)
     config["time_cond_proj_dim"] = W_EMBEDDING_DIM
     student = UNet2DConditionModel.from_config(config)
     plan = source_dir / "unet" / PLAN_FILE if source_dir is not None else None
@@ -138,8 +138,7 @@ def distill(
     online, optimizer = accelerator.prepare(online, optimizer)
     for module in (target, unet_t):
         module.to(accelerator.device)
-    noise_schedule = DDPMScheduler.from_config({k: v for k, v in teacher_model.scheduler_config.items()
-                                                if not k.startswith("_")})
+    noise_schedule = DDPMScheduler.from_config(public_config(teacher_model.scheduler_config))
     alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
     skip = noise_schedule.config.num_train_timesteps // s.solver_steps
     solver = torch.arange(1, s.solver_steps + 1) * skip - 1  # 19, 39, ..., 999 for 50 steps
@@ -232,7 +231,7 @@ def _write_model(unet: Any, source: DiffusionModel, teacher: DiffusionModel, s: 
         plan = source.source_dir / "unet" / PLAN_FILE if source.source_dir is not None else None
         if plan is not None and plan.is_file():
             shutil.copy(plan, tmp / PLAN_FILE)
-    schedule = {k: v for k, v in teacher.scheduler_config.items() if not k.startswith("_")}
+    schedule = public_config(teacher.scheduler_config)
     scheduler = LCMScheduler.from_config(schedule, original_inference_steps=s.solver_steps)
     with atomic_output_dir(out / "scheduler", overwrite=True) as tmp:
         scheduler.save_pretrained(tmp)

@@ -29,6 +29,11 @@ WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; anything else must be a local path
 
 
+def public_config(config: Any) -> dict[str, Any]:
+    """A diffusers config without its bookkeeping keys (`_class_name`, `_diffusers_version`, ...)."""
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+
 @dataclass
 class DiffusionModel:
     """A UNet plus what is needed to condition and sample it."""

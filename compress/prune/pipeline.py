@@ -10,7 +10,7 @@ from pathlib import Path
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, write_json
 from compress.models.conditioning import text_tokens
-from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model
+from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, public_config
 from compress.prune.cost import cost_without, unit_costs
 from compress.prune.presets import preset_units
 from compress.prune.report import plot_importance, write_markdown
@@ -109,7 +109,7 @@ def prune(
         attention_macs_before=before.attention_macs, attention_macs_after=after.attention_macs,
         removed_units=[u.to_dict() for u in chosen],
         score_settings={} if preset else settings.to_dict(),
-        unet_config_before={k: v for k, v in dict(unet.config).items() if not k.startswith("_")},
+        unet_config_before=public_config(unet.config),
     )
     report.seconds = round(time.time() - started, 1)
     _write_output(loaded, chosen, granularity, report, out, overwrite)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from compress.errors import CompressError
 from compress.models.conditioning import DEFAULT_GUIDANCE, calibration_conditioning
-from compress.models.loading import DiffusionModel
+from compress.models.loading import DiffusionModel, public_config
 from compress.prune.surgery import removed_units
 from compress.types import Unit, UnitScore
 
@@ -80,7 +80,7 @@ class _Calibration:
         self.noise = torch.randn(shape, generator=generator)
         self.cond, self.uncond = calibration_conditioning(model, settings.samples, settings.seed)
         self.scheduler = DDIMScheduler.from_config(
-            {k: v for k, v in model.scheduler_config.items() if not k.startswith("_")})
+            public_config(model.scheduler_config))
         self.scheduler.set_timesteps(settings.steps)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from compress.errors import CompressError
+from compress.models.loading import public_config
 from compress.prune.units import find_units, units_conflict
 from compress.types import RemovalPlan, Unit
 
@@ -144,7 +145,7 @@ def _truncate_stage_lists(config: dict[str, Any], n: int) -> None:
 
 def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
     """The stock diffusers config of the UNet with `units` (layer/mid/stage kinds) removed."""
-    config = {k: v for k, v in dict(config).items() if not k.startswith("_")}
+    config = public_config(config)
     n = len(config["block_out_channels"])
     layers = config["layers_per_block"]
     layers = list(layers) if isinstance(layers, (list, tuple)) else [layers] * n

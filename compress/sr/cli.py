@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
 
-from compress.clitools import user_errors
+from compress.clitools import command_line, user_errors
 
 MODEL_HELP = "registry name (span-x2, span-x4), a folder written by `compress sr train`, or a checkpoint file"
 
@@ -22,17 +21,6 @@ def sr() -> None:
     compress sr upscale --model span-x4 photo.png photo_x4.png
     compress sr info --channels 48 --scale 4
     """
-
-
-def _command_line(ctx: click.Context) -> str:
-    """The command as given, rebuilt from the parsed options (sys.argv is not ours when called in-process)."""
-    args = ["compress", "sr", ctx.info_name]
-    for name, value in ctx.params.items():
-        if value is None or value is False:
-            continue
-        flag = "--" + name.replace("_", "-")
-        args += [flag] if value is True else [flag, str(value)]
-    return shlex.join(args)
 
 
 @sr.command("train")
@@ -64,7 +52,7 @@ def train_cmd(data, out, val_data, ckpt_dir, resume, overwrite, **config) -> Non
     from compress.sr import TrainConfig, train_span
 
     report = train_span(data, out, TrainConfig(**config), val_data=val_data, ckpt_dir=ckpt_dir, resume=resume,
-                        overwrite=overwrite, command=_command_line(click.get_current_context()))
+                        overwrite=overwrite, command=command_line(click.get_current_context()))
     if report.history:
         last = report.history[-1]
         click.echo(f"wrote {out}: val Y-PSNR {last.psnr:.2f} dB (bicubic {last.bicubic_psnr:.2f} dB)")
