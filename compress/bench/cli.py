@@ -37,13 +37,15 @@ def _split(value: str | None) -> list[str] | None:
               help="Gate against a baseline from --save-baseline: exit 1 on a regression.")
 @click.option("--max-regression", type=float, default=0.15, show_default=True,
               help="Allowed slowdown of p50 / reference workload against the baseline.")
+@click.option("--confirm", type=int, default=2, show_default=True,
+              help="Re-measure a result that looks regressed up to this many times; it fails only if all do.")
 @click.option("--save-baseline", type=click.Path(dir_okay=False), help="Write these results as a baseline.")
 @click.option("--strict", is_flag=True, help="An unavailable backend in a list is an error, not a skipped warning.")
 @click.option("--list-backends", is_flag=True, help="List every backend and whether it is available here.")
 @click.pass_context
 @user_errors
 def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, estimates, precision, json_out,
-              md_out, plot_out, baseline, max_regression, save_baseline, strict, list_backends) -> None:
+              md_out, plot_out, baseline, max_regression, confirm, save_baseline, strict, list_backends) -> None:
     """Time exported models (or torch models) on runtime backends, estimate NPUs, gate CI on regressions.
 
     \b
@@ -86,7 +88,13 @@ def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, e
         api.save_baseline(results, save_baseline)
         click.echo(f"wrote baseline {save_baseline}")
     if baseline:
-        report = api.gate(results, baseline, max_regression)
+        by_name = {target.name: target for target in resolved}
+
+        def remeasure(result: api.BenchResult) -> api.BenchResult:
+            click.echo(f"{result.target} on {result.backend} looks regressed: measuring again", err=True)
+            return api.bench([by_name[result.target]], [result.backend], warmup, runs, threads, strict=True)[0]
+
+        report = api.gate(results, baseline, max_regression, remeasure=remeasure, confirm=confirm)
         click.echo(report.table())
         if not report.passed:
             ctx.exit(1)

@@ -22,7 +22,7 @@ import torch
 GEMM_SIZE = 512
 GEMM_REPEATS = 40
 REFERENCE_RUNS = 200  # calls of the reference workload per result, in REFERENCE_BLOCKS blocks
-REFERENCE_BLOCKS = 5
+REFERENCE_BLOCKS = 10
 
 
 @contextlib.contextmanager

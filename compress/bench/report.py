@@ -52,7 +52,8 @@ def markdown(results: list[BenchResult]) -> str:
         threads = f"{r.threads} thread" + ("s" if r.threads != 1 else "")
         lines.append(f"Measured: {threads}, {r.warmup} warm-up + {r.runs} timed calls after the first. "
                      "efficiency = (FLOPs / host peak GEMM rate) / p50"
-                     + (f", peak {peak:.1f} GFLOP/s" if peak else "") + "; ratio = p50 / reference workload.")
+                     + (f", peak {peak:.1f} GFLOP/s" if peak else "")
+                     + "; ratio = model time / reference workload timed between its calls.")
     precisions = {str(r.detail.get("compiled", {}).get("INFERENCE_PRECISION_HINT", "")) for r in measured}
     if any("bf16" in p or "bfloat16" in p for p in precisions):
         lines.append("OpenVINO computed in bf16 (its CPU default where the CPU has bf16 instructions), so its "

@@ -58,11 +58,13 @@ def _blocks(total: int, count: int) -> list[int]:
 def bench_one(target: Target, backend: Backend, *, warmup: int, runs: int, threads: int) -> BenchResult:
     """Load `target` on `backend`, time the first call, `warmup` more, then `runs` timed calls.
 
-    The reference workload is timed in blocks between the timed calls, so its median sees the same load.
+    The reference workload is timed in blocks between the timed calls. Each block of model calls is divided by
+    the reference block next to it, and `ratio` is the median of those block ratios: a burst of load that slows
+    one block slows its reference too, and one odd block cannot move a median.
     """
     flops = target.graph().flops or None  # read before timing: reading a large graph is not the model's cost
     reference = ReferenceWorkload(threads)
-    times, reference_times = [], []
+    times, reference_times, block_ratios = [], [], []
     with torch_threads(threads), PeakMemory() as memory:
         began = time.perf_counter()
         session = backend.load(target, threads)
@@ -72,8 +74,11 @@ def bench_one(target: Target, backend: Backend, *, warmup: int, runs: int, threa
             for _ in range(warmup):
                 session.timed_call()
             for block in _blocks(runs, REFERENCE_BLOCKS):
-                times += [session.timed_call() for _ in range(block)]
-                reference_times += reference.timings(REFERENCE_RUNS // REFERENCE_BLOCKS)
+                block_times = [session.timed_call() for _ in range(block)]
+                block_reference = reference.timings(REFERENCE_RUNS // REFERENCE_BLOCKS)
+                block_ratios.append(statistics.median(block_times) / statistics.median(block_reference))
+                times += block_times
+                reference_times += block_reference
             device_mb = session.device_peak_mb()
             detail = dict(session.detail)
         finally:
@@ -93,7 +98,7 @@ def bench_one(target: Target, backend: Backend, *, warmup: int, runs: int, threa
         device=detail.get("device") or (cpu_name() if backend.on_host_cpu else backend.device), threads=threads,
         warmup=warmup, runs=runs, load_ms=load_s * 1e3, first_call_ms=first * 1e3, **stats,
         peak_memory_mb=device_mb if device_mb is not None else memory.mb, flops=flops, peak_gflops=peak,
-        floor_ms=floor_ms, efficiency=efficiency, reference_ms=reference_ms, ratio=stats["p50_ms"] / reference_ms,
+        floor_ms=floor_ms, efficiency=efficiency, reference_ms=reference_ms, ratio=statistics.median(block_ratios),
         detail=detail, times_ms=[t * 1e3 for t in times])
 
 
