@@ -149,7 +149,7 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
               help="Start from this pruned or recovered student instead of the teacher's weights.")
 @click.option("--out", required=True, type=click.Path(), help="Run folder; the student lands in OUT/unet.")
 @click.option("--data", default=None, type=click.Path(), help="SD family: image-caption folder. Toy: digits.")
-@click.option("--steps", type=int, default=1500, show_default=True, help="Optimizer steps.")
+@click.option("--steps", type=int, default=1000, show_default=True, help="Optimizer steps.")
 @click.option("--lr", type=float, default=1e-4, show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
 @click.option("--solver-steps", type=int, default=50, show_default=True,

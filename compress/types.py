@@ -125,7 +125,8 @@ class EvalResult(Record):
     sampler: str
     guidance: float
     seed: int
-    seconds: float
+    seconds: float  # the whole evaluation: loading, sampling, classifying
+    sampling_seconds: float  # sampling alone: seconds / samples is the wall time per sample
 
 
 @dataclass
@@ -173,9 +174,10 @@ class BenchResult(Record):
 
     Timed results: `load_ms` (read + compile), `first_call_ms`, then statistics over `runs` calls after `warmup`.
     `efficiency` is `floor_ms / p50_ms`, where the floor is `flops` at the host's measured fp32 GEMM rate
-    (`peak_gflops`, CPU backends only). `ratio` is `p50_ms` over a fixed torch workload timed in the same process
-    (`reference_ms`): the machine-independent number the CI gate compares. With `estimate` set, nothing ran:
-    `p50_ms` is a roofline lower bound for a device profile (`device`), and `label` says so.
+    (`peak_gflops`, CPU backends only). `ratio` is the model's time over a fixed torch workload timed between its
+    calls (`reference_ms`; median of per-block ratios): the machine-independent number the CI gate compares.
+    With `estimate` set, nothing ran: `p50_ms` is a roofline lower bound for a device profile (`device`), and
+    `label` says so.
     """
 
     target: str  # the name given on the command line (registry name, or file / folder name)

@@ -9,7 +9,8 @@ from compress.cli import main
 from compress.evaluate import EvalResult, evaluate
 from compress.models.loading import assets_dir, load_diffusion_model
 
-KEYS = {"model", "class_accuracy", "fd", "fd_real", "samples", "steps", "sampler", "guidance", "seed", "seconds"}
+KEYS = {"model", "class_accuracy", "fd", "fd_real", "samples", "steps", "sampler", "guidance", "seed", "seconds",
+        "sampling_seconds"}
 
 
 def run(*args: str):

@@ -72,8 +72,10 @@ def evaluate(
     loaded = _load_toy(model)
     sampler_name = resolve_sampler(loaded.scheduler_config, sampler)
     labels = torch.arange(samples) % NUM_CLASSES
+    sampling_start = time.perf_counter()
     images = sample(loaded, labels, steps=steps, sampler=sampler_name, guidance=guidance, seed=seed,
                     progress=progress)
+    sampling_seconds = time.perf_counter() - sampling_start
     predicted, features = classify(images)
     heldout = real_features("heldout")
     result = EvalResult(
@@ -87,6 +89,7 @@ def evaluate(
         guidance=float(guidance),
         seed=seed,
         seconds=round(time.perf_counter() - start, 1),
+        sampling_seconds=round(sampling_seconds, 2),
     )
     if json_path is not None:
         with atomic_file(json_path) as tmp:

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from compress.distill.consistency import guidance_embedding
 from compress.errors import CompressError
-from compress.models.loading import DiffusionModel
+from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.models.toy import NULL_CLASS
 
 SAMPLERS: dict[str, type[SchedulerMixin]] = {
@@ -48,7 +48,7 @@ def make_scheduler(scheduler_config: dict[str, Any], sampler: str | None, steps:
     """A scheduler of the chosen kind on the model's noise schedule, with `steps` timesteps set."""
     if steps < 1:
         raise CompressError(f"steps must be at least 1, got {steps}")
-    scheduler = SAMPLERS[resolve_sampler(scheduler_config, sampler)].from_config(scheduler_config)
+    scheduler = scheduler_from_config(SAMPLERS[resolve_sampler(scheduler_config, sampler)], scheduler_config)
     try:
         scheduler.set_timesteps(steps)
     except ValueError as exc:  # e.g. LCM: more steps than its original_inference_steps

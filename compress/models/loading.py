@@ -6,6 +6,7 @@ A `DiffusionModel` is what every pipeline stage consumes: the UNet, how to make
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -32,6 +33,16 @@ HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; anything else 
 def public_config(config: Any) -> dict[str, Any]:
     """A diffusers config without its bookkeeping keys (`_class_name`, `_diffusers_version`, ...)."""
     return {k: v for k, v in dict(config).items() if not k.startswith("_")}
+
+
+def scheduler_from_config(scheduler_class: type, config: Any, **overrides: Any) -> Any:
+    """`scheduler_class` on a noise schedule saved by another scheduler class, keeping only the keys it takes.
+
+    diffusers warns about (and saves again) keys another class wrote, e.g. DDPM's `variance_type` in an
+    LCMScheduler config; the schedule itself (betas, timesteps, prediction type) carries over unchanged.
+    """
+    accepted = inspect.signature(scheduler_class.__init__).parameters
+    return scheduler_class.from_config({k: v for k, v in public_config(config).items() if k in accepted}, **overrides)
 
 
 @dataclass

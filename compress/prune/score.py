@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from compress.errors import CompressError
 from compress.models.conditioning import DEFAULT_GUIDANCE, calibration_conditioning
-from compress.models.loading import DiffusionModel, public_config
+from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.prune.surgery import removed_units
 from compress.types import Unit, UnitScore
 
@@ -79,8 +79,7 @@ class _Calibration:
         shape = (settings.samples, cfg.in_channels, settings.resolution, settings.resolution)
         self.noise = torch.randn(shape, generator=generator)
         self.cond, self.uncond = calibration_conditioning(model, settings.samples, settings.seed)
-        self.scheduler = DDIMScheduler.from_config(
-            public_config(model.scheduler_config))
+        self.scheduler = scheduler_from_config(DDIMScheduler, model.scheduler_config)
         self.scheduler.set_timesteps(settings.steps)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:

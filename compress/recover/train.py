@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, read_json, write_json
-from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, public_config
+from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, scheduler_from_config
 from compress.recover.data import read_captions, training_data
 from compress.recover.features import feature_pairs, record_outputs
 from compress.training import (
@@ -126,7 +126,7 @@ def recover(
         start = state["step"]
     unet_s, optimizer = accelerator.prepare(unet_s, optimizer)
     unet_t.to(accelerator.device)
-    scheduler = DDPMScheduler.from_config(public_config(teacher_model.scheduler_config))
+    scheduler = scheduler_from_config(DDPMScheduler, teacher_model.scheduler_config)
     log = JsonlLog(out / "recover_log.jsonl", resume_step=start)
     bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc="recover", disable=not progress)
     terms: dict[str, float] = {}
