@@ -8,13 +8,14 @@
 #   BASELINE=benchmarks/results/latency_baseline_toy.json OUT=latency bash benchmarks/ci_latency_gate.sh
 #
 # Ratios (model time / a torch workload timed between its calls) make the gate independent of the machine's
-# speed, and a result that looks regressed is re-measured (--confirm 2) and fails only if the regression
-# reproduces. `python benchmarks/gate_stability.py` counts false alarms over repeated self-checks.
+# speed. Each result is the median of 3 rounds (--repeat 3), baseline included, and a result that looks
+# regressed is re-measured (--confirm 2) and fails only if the regression reproduces. `python benchmarks/gate_stability.py` counts false alarms over repeated self-checks.
 # Weights are random (--init random): latency does not depend on them, and no trained asset is needed.
 set -euo pipefail
 COMPRESS=${COMPRESS:-compress}
 THREADS=${THREADS:-2}
 MAX_REGRESSION=${MAX_REGRESSION:-0.15}
+REPEAT=${REPEAT:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 out=${OUT:-$work/results}
@@ -24,7 +25,7 @@ $COMPRESS export toy --init random --format onnx --out "$work/toy-onnx" --no-val
 $COMPRESS export toy --init random --format openvino --out "$work/toy-ov" --no-validate
 
 bench=("$COMPRESS" bench "$work/toy-onnx" "$work/toy-ov" --backend ort-cpu,ov-cpu --warmup 20 --runs 100
-       --threads "$THREADS" --strict)
+       --repeat "$REPEAT" --threads "$THREADS" --strict)
 "${bench[@]}" --save-baseline "$out/baseline.json" --json "$out/latency.json" --md "$out/latency.md"
 "${bench[@]}" --baseline "$out/baseline.json" --max-regression "$MAX_REGRESSION"
 # The gate must also be able to fail: against a baseline 30% faster than this machine it has to exit 1.

@@ -8,7 +8,8 @@ benchmarks/ci_latency_gate.sh does: measures and saves a baseline, measures agai
 A failure there is a false alarm (same code, same machine). Each check is judged twice from the same
 measurements: raw (`--confirm 0`, one measurement decides) and with re-measurement (`--confirm 2`, the
 default: a regression must reproduce). Finally the gate must still fail against a baseline 30% faster than
-reality. Writes benchmarks/results/gate_stability{,_load2}.{json,md}.
+reality. `--repeat` rounds make each measurement (baseline included) the median of that many.
+Writes benchmarks/results/gate_stability_repeatR{,_loadN}.{json,md}.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds per measurement, as ci_latency_gate.sh")
     parser.add_argument("--max-regression", type=float, default=0.15)
     args = parser.parse_args()
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
@@ -47,7 +49,7 @@ def main() -> None:
             targets = [resolve_target(work / f"toy-{fmt}") for fmt in ("onnx", "openvino")]
 
             def measure(chosen=targets, backends=BACKENDS):
-                return bench(chosen, backends, args.warmup, args.runs, args.threads, strict=True)
+                return bench(chosen, backends, args.warmup, args.runs, args.threads, strict=True, repeat=args.repeat)
 
             def remeasure(result):
                 return measure([t for t in targets if t.name == result.target], [result.backend])[0]
@@ -77,16 +79,16 @@ def main() -> None:
     changes = [abs(v) for check in checks for v in check["raw_changes"].values()]
     summary = {
         "command": f"python benchmarks/gate_stability.py --checks {args.checks} --load {args.load} "
-                   f"--threads {args.threads} --warmup {args.warmup} --runs {args.runs}",
+                   f"--threads {args.threads} --warmup {args.warmup} --runs {args.runs} --repeat {args.repeat}",
         "false_alarms_raw": sum(not c["raw_passed"] for c in checks),
         "false_alarms_confirmed": sum(not c["confirmed_passed"] for c in checks),
         "median_abs_change": statistics.median(changes), "max_abs_change": max(changes),
         "fails_against_30_percent_faster_baseline": not against_faster.passed, "checks": checks,
     }
-    name = "gate_stability" + (f"_load{args.load}" if args.load else "")
+    name = f"gate_stability_repeat{args.repeat}" + (f"_load{args.load}" if args.load else "")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = [f"# Latency gate self-checks ({args.load} busy processes alongside)", "",
+    lines = [f"# Latency gate self-checks (--repeat {args.repeat}, {args.load} busy processes alongside)", "",
              f"Command: `{summary['command']}`", "",
              "| checks | false alarms, raw (--confirm 0) | false alarms, --confirm 2 | median abs change | "
              "max abs change | fails vs 30%-faster baseline |", "|---:|---:|---:|---:|---:|---|",

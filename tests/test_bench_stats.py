@@ -133,3 +133,15 @@ def test_bad_baselines_are_one_line_errors(tmp_path):
         gate([], tmp_path / "other.json")
     with pytest.raises(CompressError, match="no measured results"):
         save_baseline([], tmp_path / "empty.json")
+
+
+def test_repeat_reports_the_round_with_the_median_ratio(monkeypatch):
+    ratios = iter([3.0, 1.0, 2.0])  # round 1 hit a slow spell, round 2 a fast one
+    monkeypatch.setattr(runner_module, "bench_one",
+                        lambda target, backend, **_: result(target.name, backend.name, next(ratios)))
+    monkeypatch.setattr(runner_module, "peak_gemm_gflops", lambda threads: 100.0)
+    target = Target.from_module("tiny", TinyTorch(), {"x": torch.randn(1, 3, 16, 16)})
+    [chosen] = runner_module.bench([target], ["torch-cpu"], warmup=0, runs=1, threads=1, repeat=3)
+    assert chosen.ratio == 2.0 and chosen.detail["round_ratios"] == [3.0, 1.0, 2.0]
+    with pytest.raises(CompressError, match="--repeat"):
+        runner_module.bench([target], ["torch-cpu"], repeat=0)

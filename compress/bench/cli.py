@@ -19,6 +19,8 @@ def _split(value: str | None) -> list[str] | None:
                    "that take its format (ov-* also take ONNX when listed alone) [default: its format's CPU backend].")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls after the first.")
 @click.option("--runs", type=int, default=20, show_default=True, help="Timed calls.")
+@click.option("--repeat", type=int, default=1, show_default=True,
+              help="Measure every target and backend in this many rounds and report the median round (by ratio).")
 @click.option("--threads", type=int, default=None, help="CPU threads [default: torch's count, the physical cores].")
 @click.option("--size", type=int, default=None,
               help="Torch models: input height and width (the latent for a UNet, the low-res image for SPAN).")
@@ -44,7 +46,7 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--list-backends", is_flag=True, help="List every backend and whether it is available here.")
 @click.pass_context
 @user_errors
-def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, estimates, precision, json_out,
+def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init, seed, estimates, precision, json_out,
               md_out, plot_out, baseline, max_regression, confirm, save_baseline, strict, list_backends) -> None:
     """Time exported models (or torch models) on runtime backends, estimate NPUs, gate CI on regressions.
 
@@ -73,7 +75,7 @@ def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, e
     resolved = [api.resolve_target(target, size=size, init=init, seed=seed) for target in dict.fromkeys(targets)]
     results = []
     if backends or not estimates:
-        results = api.bench(resolved, _split(backends), warmup, runs, threads, strict=strict)
+        results = api.bench(resolved, _split(backends), warmup, runs, threads, strict=strict, repeat=repeat)
     for target in resolved:
         results += [api.estimate(target, name, precision) for name in estimates]
     click.echo(api.markdown(results))
@@ -92,7 +94,8 @@ def bench_cmd(ctx, targets, backends, warmup, runs, threads, size, init, seed, e
 
         def remeasure(result: api.BenchResult) -> api.BenchResult:
             click.echo(f"{result.target} on {result.backend} looks regressed: measuring again", err=True)
-            return api.bench([by_name[result.target]], [result.backend], warmup, runs, threads, strict=True)[0]
+            return api.bench([by_name[result.target]], [result.backend], warmup, runs, threads, strict=True,
+                             repeat=repeat)[0]
 
         report = api.gate(results, baseline, max_regression, remeasure=remeasure, confirm=confirm)
         click.echo(report.table())
