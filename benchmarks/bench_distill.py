@@ -1,6 +1,6 @@
 """Few-step sampling on the toy model, side by side, in one run: teacher DDIM vs consistency students.
 
-    python benchmarks/bench_distill.py --work runs/distill     # ~75 min on 2 cores; --work keeps and reuses students
+    python benchmarks/bench_distill.py --work runs/distill     # ~60 min on 2 cores (+12 to prune and recover)
 
 Trains (or reuses, from --work) three students with `compress distill`:
   - LCM from the toy teacher (default `compress distill` settings),
