@@ -14,7 +14,9 @@
 set -euo pipefail
 COMPRESS=${COMPRESS:-compress}
 THREADS=${THREADS:-2}
-MAX_REGRESSION=${MAX_REGRESSION:-0.15}
+# 0.25, not the CLI's 0.15: with the CI machine's cores oversubscribed, self-checks moved up to 20%
+# (benchmarks/results/gate_stability_repeat3_load2.md); a baseline 30% faster is still +43% and fails.
+MAX_REGRESSION=${MAX_REGRESSION:-0.25}
 REPEAT=${REPEAT:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
