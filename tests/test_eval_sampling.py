@@ -58,3 +58,19 @@ def test_bad_requests_are_user_errors(toy):
         sample(toy, torch.tensor([11]), steps=1)
     with pytest.raises(CompressError, match="toy-family"):
         sample(dataclasses.replace(toy, conditioner=None), LABELS, steps=1)
+
+
+def test_scheduler_from_config_keeps_the_schedule_and_drops_another_class_s_keys():
+    from diffusers import DDIMScheduler, LCMScheduler
+
+    from compress.models.loading import scheduler_from_config
+
+    saved = {"_class_name": "DDPMScheduler", "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+             "beta_end": 0.012, "num_train_timesteps": 1000, "variance_type": "fixed_small", "steps_offset": 1}
+    lcm = scheduler_from_config(LCMScheduler, saved, original_inference_steps=10)
+    assert (lcm.config.beta_schedule, lcm.config.beta_end, lcm.config.original_inference_steps) == (
+        "scaled_linear", 0.012, 10)
+    assert "variance_type" not in lcm.config
+    ddim = scheduler_from_config(DDIMScheduler, saved)
+    assert ddim.config.steps_offset == 1 and ddim.alphas_cumprod[-1].item() == pytest.approx(
+        DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod[-1].item())

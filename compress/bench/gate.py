@@ -111,11 +111,11 @@ def gate(
         if entry is None:
             rows.append(GateRow(*key, None, result.ratio, "new"))
             continue
-        baseline_ratio, ratio, measurements = float(entry["ratio"]), result.ratio, 1
-        while ratio / baseline_ratio - 1 > max_regression and remeasure is not None and measurements <= confirm:
-            ratio = min(ratio, remeasure(result).ratio)
-            measurements += 1
-        status = "regression" if ratio / baseline_ratio - 1 > max_regression else "ok"
-        rows.append(GateRow(*key, baseline_ratio, ratio, status, measurements))
+        row = GateRow(*key, float(entry["ratio"]), result.ratio, "ok")
+        while row.change > max_regression and remeasure is not None and row.measurements <= confirm:
+            row = GateRow(*key, row.baseline_ratio, min(row.ratio, remeasure(result).ratio), "ok", row.measurements + 1)
+        if row.change > max_regression:
+            row = GateRow(*key, row.baseline_ratio, row.ratio, "regression", row.measurements)
+        rows.append(row)
     rows += [GateRow(*key, float(entry["ratio"]), None, "missing") for key, entry in entries.items() if key not in seen]
     return GateReport(rows, max_regression)
