@@ -21,9 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from compress.evaluate import evaluate
-from compress.models.loading import load_diffusion_model
+from compress.models.resolve import load_diffusion_model
+from compress.models.surgery import removed_units
 from compress.prune import ScoreSettings, enumerate_units, score_units, unit_costs
-from compress.prune.surgery import removed_units
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -6,7 +6,11 @@ import sys
 
 import click
 
+from compress.bench.cli import bench_cmd, npu_check_cmd
 from compress.clitools import user_errors
+from compress.evaluate.cli import eval_cmd
+from compress.sr.cli import sr
+from exporters.cli import export_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +97,8 @@ def prune_cmd(model, weights, init, ratio, budget, granularity, preset, score_mo
 @click.option("--student", required=True, type=click.Path(), help="A folder written by `compress prune`.")
 @click.option("--out", required=True, type=click.Path(), help="Run folder: checkpoints, log, final unet/.")
 @click.option("--data", default=None, type=click.Path(),
-              help="SD family: image-caption folder (calib_data/README.md). Toy: the digits train split (default).")
+              help="SD family: image-caption folder (compress/calib_data/README.md). "
+                   "Toy: the digits train split (default).")
 @click.option("--steps", type=int, default=1000, show_default=True, help="Optimizer steps.")
 @click.option("--lr", type=float, default=2e-4, show_default=True, help="AdamW learning rate (constant).")
 @click.option("--batch-size", type=int, default=32, show_default=True, help="Per-process micro-batch size.")
@@ -122,8 +127,9 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
     \b
     Single process (CPU or one GPU):
       compress recover --teacher toy --student toy-pruned --out toy-recovered
-    Several GPUs, unchanged:
-      accelerate launch -m compress recover --teacher DIR --student PRUNED --data CAPTIONS --out RUN
+    Several GPUs (or CPU processes), unchanged; --batch-size is per process:
+      accelerate launch --multi_gpu --num_processes 2 -m compress recover --teacher DIR --student PRUNED \\
+          --data CAPTIONS --out RUN
     """
     from compress.recover import RecoverSettings, recover
 
@@ -158,6 +164,8 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
 @click.option("--w-max", type=float, default=None, help="Highest guidance scale sampled [default: 5 toy, 15 SD].")
 @click.option("--loss", type=click.Choice(["huber", "l2"]), default="huber", show_default=True)
 @click.option("--ema", type=float, default=0.95, show_default=True, help="Target network EMA decay.")
+@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True,
+              help="accelerate's mixed precision for the student and teacher forward passes.")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Start over in an existing --out.")
@@ -165,19 +173,19 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
 @click.option("--no-progress", is_flag=True)
 @user_errors
 def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solver_steps, w_min, w_max, loss, ema,
-                checkpoint_every, resume, overwrite, seed, no_progress) -> None:
+                mixed_precision, checkpoint_every, resume, overwrite, seed, no_progress) -> None:
     """Distil a UNet into a 1-4 step consistency model (OUT/unet + an LCMScheduler in OUT/scheduler).
 
     \b
       compress distill --teacher toy --out toy-lcm
       compress eval --model toy-lcm --steps 4        # samples with the saved LCMScheduler
-      accelerate launch -m compress distill --teacher PIPELINE --data CAPTIONS --out RUN
+      accelerate launch --multi_gpu --num_processes 2 -m compress distill --teacher PIPELINE --data CAPTIONS --out RUN
     """
     from compress.distill import DistillSettings, distill
 
     settings = DistillSettings(method=method, steps=steps, lr=lr, batch_size=batch_size, solver_steps=solver_steps,
-                               w_min=w_min, w_max=w_max, loss=loss, ema=ema, checkpoint_every=checkpoint_every,
-                               seed=seed)
+                               w_min=w_min, w_max=w_max, loss=loss, ema=ema, mixed_precision=mixed_precision,
+                               checkpoint_every=checkpoint_every, seed=seed)
     result = distill(teacher, out, student=student, data=data, settings=settings, resume=resume, overwrite=overwrite,
                      progress=not no_progress)
     click.echo(f"{result.method}: {result.steps} steps, final loss {result.final_loss:.5f}; wrote {out}/unet")
@@ -223,9 +231,9 @@ def run() -> None:
     sys.exit(code or 0)
 
 
-# Sub-command groups that live next to their package (one line each).
-main.add_command(__import__("compress.sr.cli", fromlist=["sr"]).sr)
-main.add_command(__import__("compress.evaluate.cli", fromlist=["eval_cmd"]).eval_cmd)
-main.add_command(__import__("compress.bench.cli", fromlist=["bench_cmd"]).bench_cmd)
-main.add_command(__import__("compress.bench.cli", fromlist=["npu_check_cmd"]).npu_check_cmd)
-main.add_command(__import__("exporters.cli", fromlist=["export_cmd"]).export_cmd)
+# Sub-command groups that live next to their package.
+main.add_command(sr)
+main.add_command(eval_cmd)
+main.add_command(bench_cmd)
+main.add_command(npu_check_cmd)
+main.add_command(export_cmd)

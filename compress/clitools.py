@@ -41,3 +41,13 @@ def command_line(ctx: click.Context) -> str:
         for item in value if isinstance(value, tuple) else (value,):
             args += [flag] if item is True else [flag, str(item)]
     return shlex.join(args)
+
+
+def deprecated_alias(value: Any, old_value: Any, name: str, old_name: str) -> Any:
+    """The value of option `name`, or of its deprecated spelling `old_name` (with a warning); not both."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise click.UsageError(f"{old_name} is a deprecated name of {name}; give only {name}")
+    click.echo(f"warning: {old_name} is deprecated; use {name}", err=True)
+    return old_value

@@ -21,13 +21,11 @@ import torch
 from torch import nn
 
 from compress.errors import CompressError
-from compress.io import read_json
 from compress.models.loading import public_config
-from compress.models.sd import SD_TEXT_TOKENS
+from compress.models.sd import NUM_TRAIN_TIMESTEPS, SD_TEXT_TOKENS
 
 FORMATS = ("onnx", "openvino", "coreml")
 SPAN_DEFAULT_SIZE = 256
-NUM_TRAIN_TIMESTEPS = 1000  # validation timesteps are drawn from the SD training range
 
 
 @dataclass(frozen=True)
@@ -196,29 +194,23 @@ def _check_sizes(batch: int, height: int, width: int) -> None:
         raise CompressError(f"batch, height and width must be positive, got {batch}, {height}, {width}")
 
 
-def _is_span_source(path: Path) -> bool:
-    if path.is_file():
-        return True  # diffusion models are folders; a single file can only be a SPAN checkpoint
-    config = path / "config.json"  # compress.sr.save_span writes {"architecture": "span", ...}
-    return config.is_file() and read_json(config).get("architecture") == "span"
-
-
 def load_export_config(source: Any, *, batch: int = 1, height: int | None = None, width: int | None = None,
                        sequence_length: int | None = None, init: str = "pretrained", seed: int = 0) -> ExportConfig:
     """Resolve a registry name, folder, checkpoint or model object to its export config.
 
-    Diffusion sources go through `compress.models.loading` (so block-pruned UNets get their bypass modules),
-    SPAN sources through `compress.sr` (exported fused).
+    Names, folders and files resolve through `compress.models.create` (so block-pruned UNets get their bypass
+    modules); SPAN is exported fused.
     """
     from diffusers import UNet2DConditionModel
 
     from compress.models.conditioning import text_tokens
     from compress.models.loading import DiffusionModel
+    from compress.models.resolve import create
     from compress.sr import SPAN, deploy_model
 
     name = str(source) if isinstance(source, (str, os.PathLike)) else None
     if name is not None:
-        source = _load_source(name, init, seed)
+        source = create(name, init=init, seed=seed)
     if isinstance(source, SPAN):
         if sequence_length is not None:
             raise CompressError("--sequence-length applies to UNets, not SPAN")
@@ -230,20 +222,3 @@ def load_export_config(source: Any, *, batch: int = 1, height: int | None = None
         return UNetExportConfig(source.eval(), "unet", batch, height, width, sequence_length or SD_TEXT_TOKENS)
     raise CompressError(f"cannot export a {type(source).__name__}; pass a registry name, a folder, a SPAN or a "
                         "diffusers UNet2DConditionModel")
-
-
-def _load_source(ref: str, init: str, seed: int) -> Any:
-    from compress.models.loading import load_diffusion_model
-    from compress.models.registry import get_spec, is_registered
-    from compress.sr import load_span
-
-    spec = get_spec(ref) if is_registered(ref) else None
-    path = Path(ref)
-    if spec is None and not path.exists():
-        if os.sep in ref or path.suffix:
-            raise CompressError(f"source not found: {ref}")
-        get_spec(ref)  # the unknown-model error that lists the known names
-    is_span = spec.family == "span" if spec else _is_span_source(path)
-    if init == "random" and (spec is None or is_span):
-        raise CompressError("--init random builds registered diffusion models only (sd14, sd15, sd21-base, toy)")
-    return load_span(ref) if is_span else load_diffusion_model(ref, init=init, seed=seed)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from compress.errors import CompressError
+from compress.optional import require
 from exporters.attention import ATTENTION_IMPLEMENTATIONS, attention_implementation
 from exporters.chunks import first_chunk_outputs, split_unet
 from exporters.config import ExportConfig, TensorSpec
-from exporters.utils import require
 
 TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)
@@ -36,7 +36,7 @@ def coremltools() -> Any:
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        return require("coremltools")
+        return require("coremltools", "this export")
     finally:
         logger.setLevel(level)
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from compress.errors import CompressError
+from compress.optional import require
 from exporters.config import ExportConfig
-from exporters.utils import require
 
 MIN_OPSET = 18  # asking for opset 17 produced an invalid model (a Split with num_outputs), DESIGN.md section 7
 EXTERNAL_DATA_OVER = int(0.95 * 2 * 1024**3)  # protobuf's 2 GiB file limit, less headroom for the graph itself
@@ -28,7 +28,7 @@ def check_options(opset: int) -> None:
     if opset < MIN_OPSET:
         raise CompressError(f"--opset must be >= {MIN_OPSET} (opset 17 exports an invalid UNet), got {opset}")
     for module in ("onnx", "onnxscript", "onnxruntime"):
-        require(module)
+        require(module, "this export")
 
 
 def export_onnx(config: ExportConfig, directory: Path, *, fp16: bool, opset: int, dynamic_batch: bool,
@@ -61,7 +61,7 @@ def export_onnx(config: ExportConfig, directory: Path, *, fp16: bool, opset: int
 
 def load_onnx(path: Path) -> Any:
     """An ORT CPU session (ORT reads `model.onnx_data` from the model's folder)."""
-    ort = require("onnxruntime")
+    ort = require("onnxruntime", "this export")
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 

@@ -19,22 +19,22 @@ from typing import Any
 import numpy as np
 import torch
 
+from compress.optional import require
 from exporters.config import ExportConfig
-from exporters.utils import require
 
 DEVICE = "CPU"
 
 
 def check_options(int8_weights: bool) -> None:
-    require("openvino")
+    require("openvino", "this export")
     if int8_weights:
-        require("nncf")
+        require("nncf", "this export")
 
 
 def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_weights: bool, seed: int
                     ) -> list[str]:
     """Write `.xml` + `.bin`; returns the written files relative to `directory`."""
-    ov = require("openvino")
+    ov = require("openvino", "this export")
     program = torch.export.export(config.module, tuple(config.random_inputs(seed).values()))
     model = ov.convert_model(program, input=[ov.PartialShape(list(spec.shape)) for spec in config.inputs])
     del program
@@ -43,7 +43,7 @@ def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_w
     for port, spec in zip(model.outputs, config.outputs, strict=True):
         port.get_tensor().set_names({spec.name})
     if int8_weights:
-        model = require("nncf").compress_weights(model)
+        model = require("nncf", "this export").compress_weights(model)
     path = directory / config.layout["openvino"]
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(path), compress_to_fp16=fp16)
@@ -52,13 +52,13 @@ def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_w
 
 def load_openvino(path: Path, precision: str | None = "f32") -> Any:
     """A compiled CPU model; `precision=None` keeps the runtime's default inference precision."""
-    ov = require("openvino")
+    ov = require("openvino", "this export")
     properties = {"INFERENCE_PRECISION_HINT": precision} if precision else {}
     return ov.Core().compile_model(str(path), DEVICE, properties)
 
 
 def default_precision() -> str:
-    ov = require("openvino")
+    ov = require("openvino", "this export")
     return ov.Core().get_property(DEVICE, "INFERENCE_PRECISION_HINT").get_type_name()
 
 

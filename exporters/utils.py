@@ -1,28 +1,10 @@
-"""Small helpers shared by the format modules: optional runtimes, status lines, sizes, memory."""
+"""Small helpers shared by the format modules: status lines, sizes, memory."""
 
 from __future__ import annotations
 
-import importlib
 import resource
 import sys
 from pathlib import Path
-from types import ModuleType
-
-from compress.errors import CompressError
-
-# module -> the extra that installs it (pyproject.toml [project.optional-dependencies])
-EXTRAS = {"onnx": "onnx", "onnxscript": "onnx", "onnxruntime": "onnx", "openvino": "openvino", "nncf": "openvino",
-          "coremltools": "coreml"}
-
-
-def require(module: str) -> ModuleType:
-    """Import an optional runtime, or say which extra installs it (never an ImportError traceback)."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        extra = EXTRAS[module]
-        raise CompressError(f"this export needs {module}, which is not installed: pip install 'compress[{extra}]'"
-                            ) from None
 
 
 def describe_exception(exc: BaseException) -> str:

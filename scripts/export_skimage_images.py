@@ -1,4 +1,4 @@
-"""Write the scikit-image images of one split of calib_data/sr_split.json as PNGs, for `compress sr ... --data`.
+"""Write the scikit-image images of one split of compress/calib_data/sr_split.json as PNGs for `compress sr --data`.
 
     python scripts/export_skimage_images.py train data/sr_train
     python scripts/export_skimage_images.py test data/sr_test
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from PIL import Image
 
 from compress.io import atomic_output_dir
 
-SPLIT_FILE = Path(__file__).resolve().parent.parent / "calib_data" / "sr_split.json"
+SPLIT_FILE = Path(str(resources.files("compress") / "calib_data" / "sr_split.json"))
 
 
 def load_skimage(name: str) -> np.ndarray:

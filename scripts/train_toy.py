@@ -21,7 +21,8 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from tqdm import tqdm
 
 from compress.data.digits import load_digits
-from compress.models.toy import NULL_CLASS, SD_SCHEDULER_CONFIG, TOY_UNET_CONFIG, ClassConditioner
+from compress.models.sd import SD_SCHEDULER_CONFIG
+from compress.models.toy import NULL_CLASS, TOY_UNET_CONFIG, ClassConditioner
 
 
 def main() -> None:

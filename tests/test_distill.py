@@ -10,9 +10,11 @@ from diffusers.pipelines.latent_consistency_models.pipeline_latent_consistency_t
 )
 
 from compress.distill import DistillSettings, distill, with_guidance_embedding
-from compress.distill.consistency import boundary_coefficients, consistency_output, ddim_step, guidance_embedding
-from compress.models.loading import load_diffusion_model, load_unet
-from compress.models.toy import SD_SCHEDULER_CONFIG
+from compress.distill.consistency import boundary_coefficients, consistency_output, ddim_step
+from compress.models.guidance import guidance_embedding
+from compress.models.pruned import load_unet
+from compress.models.resolve import load_diffusion_model
+from compress.models.sd import SD_SCHEDULER_CONFIG
 from helpers import caption_folder, make_tiny_unet, tiny_inputs, tiny_sd_pipeline
 
 ALPHAS = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"}).alphas_cumprod

@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from compress.cli import main
 from compress.evaluate import EvalResult, evaluate
-from compress.models.loading import assets_dir, load_diffusion_model
+from compress.models.registry import assets_dir
+from compress.models.resolve import load_diffusion_model
 
 KEYS = {"model", "class_accuracy", "fd", "fd_real", "samples", "steps", "sampler", "guidance", "seed", "seconds",
         "sampling_seconds"}

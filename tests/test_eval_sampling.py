@@ -6,8 +6,8 @@ import torch
 from compress.errors import CompressError
 from compress.evaluate import SAMPLERS, sample
 from compress.evaluate.sampling import make_scheduler, resolve_sampler
-from compress.models.loading import load_diffusion_model
-from compress.models.toy import SD_SCHEDULER_CONFIG
+from compress.models.resolve import load_diffusion_model
+from compress.models.sd import SD_SCHEDULER_CONFIG
 
 LABELS = torch.tensor([0, 3, 7, 9])
 

@@ -31,7 +31,7 @@ def _run(*args: str):
 
 @pytest.mark.parametrize("args, message", [
     (["toy", "--init", "random", "--format", "tflite"], "Invalid value for '--format'"),
-    (["/nowhere/model", "--format", "onnx"], "source not found"),
+    (["/nowhere/model", "--format", "onnx"], "not found: /nowhere/model"),
     (["toy", "--init", "random", "--format", "onnx", "--height", "12"], "must be divisible by 8"),
     (["no-such-model", "--format", "onnx"], "unknown model"),
     (["toy", "--init", "random", "--format", "onnx", "--palettize", "6"], "--palettize applies to --format coreml"),

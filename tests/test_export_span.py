@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compress.models.loading import assets_dir
+from compress.models.registry import assets_dir
 from compress.sr import SPAN, save_span
 from exporters import export
 

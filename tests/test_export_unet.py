@@ -15,7 +15,9 @@ from onnx import numpy_helper
 
 from compress.cli import main
 from compress.io import write_json
-from compress.models.loading import PLAN_FILE, assets_dir, load_diffusion_model
+from compress.models.pruned import PLAN_FILE
+from compress.models.registry import assets_dir
+from compress.models.resolve import load_diffusion_model
 from compress.prune import build_diffusers_unet, find_units, removed_units
 from compress.types import ExportArtifact, RemovalPlan
 from exporters import ValidationError, export, load_export_config, read_artifact, validate_artifact

@@ -2,8 +2,8 @@
 
 import torch
 
+from compress.models.surgery import PassThroughAttention
 from compress.prune import build_diffusers_unet, enumerate_units, find_units, removed_units
-from compress.prune.surgery import PassThroughAttention
 from helpers import make_tiny_unet, tiny_inputs
 
 

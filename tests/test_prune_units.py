@@ -5,10 +5,10 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from compress.models.sd import SD14_UNET_CONFIG, SD21_BASE_UNET_CONFIG
+from compress.models.units import units_conflict
 from compress.prune import build_diffusers_unet, cost_without, count_params, enumerate_units, find_units, unit_costs
 from compress.prune.cost import measure, meta_replica
 from compress.prune.presets import PRESETS
-from compress.prune.units import units_conflict
 
 
 def meta_unet(config):

@@ -7,7 +7,8 @@ import sys
 import pytest
 import torch
 
-from compress.models.loading import load_diffusion_model, load_unet
+from compress.models.pruned import load_unet
+from compress.models.resolve import load_diffusion_model
 from compress.prune import ScoreSettings, prune
 from compress.recover import RecoverSettings, recover
 from helpers import caption_folder, tiny_sd_pipeline

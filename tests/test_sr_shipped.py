@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compress.models.loading import assets_dir
-from compress.models.registry import get_spec
+from compress.models.registry import assets_dir, get_spec
 from compress.sr import evaluate_sr, load_span
 
 REPO = Path(__file__).resolve().parent.parent

@@ -16,7 +16,7 @@ from compress.errors import CompressError
 from compress.sr import SPAN, TrainConfig, load_span, train_span
 from compress.sr.train import init_bilinear_
 
-TINY = dict(scale=2, channels=4, iters=4, batch_size=2, patch_size=8, val_every=2, ckpt_every=2)
+TINY = dict(scale=2, channels=4, steps=4, batch_size=2, patch_size=8, val_every=2, checkpoint_every=2)
 
 
 @pytest.fixture
@@ -38,7 +38,9 @@ def test_train_writes_loadable_model(tmp_path, images):
     assert training["config"]["channels"] == 4 and training["train_images"] == ["0.png", "1.png", "2.png"]
     model = load_span(tmp_path / "run")
     assert (model.channels, model.scale, model.training) == (4, 2, False)
-    assert (tmp_path / "run.ckpt" / "last.pt").is_file()
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()  # the harness's run folder is OUT
+    log = [json.loads(line) for line in (tmp_path / "run" / "sr_train_log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in log] == [1, 2, 3, 4]
 
 
 def test_resumed_run_equals_uninterrupted(tmp_path, images, monkeypatch):
@@ -56,7 +58,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path, images, monkeypatch):
     monkeypatch.setattr(sr_train, "_train_step", interrupted_step)
     with pytest.raises(KeyboardInterrupt):
         train_span(images, tmp_path / "b", config)
-    assert not (tmp_path / "b").exists()  # only the step-2 checkpoint survives
+    assert not (tmp_path / "b" / "model.safetensors").exists()  # only the step-2 checkpoint survives
+    assert (tmp_path / "b" / "checkpoint.pt").is_file()
     with pytest.raises(CompressError, match="pass --resume"):
         train_span(images, tmp_path / "b", config)
     with pytest.raises(CompressError, match="lr=0.0005, not 0.001"):
@@ -74,7 +77,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, images, monkeypatch):
 
 
 def test_cli_train_records_command(tmp_path, images):
-    args = ["sr", "train", "--scale", "3", "--channels", "3", "--data", str(images), "--iters", "2",
+    args = ["sr", "train", "--scale", "3", "--channels", "3", "--data", str(images), "--steps", "2",
             "--batch-size", "1", "--patch-size", "6", "--val-every", "1", "--out", str(tmp_path / "run")]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -98,3 +101,20 @@ def test_bilinear_init_starts_as_bilinear_upscaling(scale):
     reference = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
     interior = (slice(None), slice(None), slice(scale, -scale), slice(scale, -scale))  # borders: zero vs edge padding
     assert (out - reference)[interior].abs().max() < 1e-5
+
+
+def test_old_flag_names_still_work_with_a_warning(tmp_path, images):
+    args = ["sr", "train", "--scale", "2", "--channels", "3", "--data", str(images), "--iters", "2", "--ckpt-every",
+            "1", "--batch-size", "1", "--patch-size", "6", "--val-every", "2", "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "warning: --iters is deprecated; use --steps" in result.output
+    training = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert training["config"]["steps"] == 2 and training["config"]["checkpoint_every"] == 1
+
+
+def test_separate_checkpoint_folder_leaves_only_the_model_in_out(tmp_path, images):
+    train_span(images, tmp_path / "model", TrainConfig(**TINY), ckpt_dir=tmp_path / "state")
+    assert (tmp_path / "state" / "checkpoint.pt").is_file()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == ["config.json", "model.safetensors",
+                                                                      "training.json"]

@@ -9,15 +9,15 @@ from __future__ import annotations
 import sys
 
 from compress.bench.backends import Session
-from compress.bench.optional import require
 from compress.errors import CompressError
+from compress.optional import require
 
 
 def unavailable(compute_units: str) -> str | None:
     if sys.platform != "darwin":
         return f"Core ML runs on macOS only (this is {sys.platform})"
     try:
-        require("coremltools", "coreml")
+        require("coremltools", "this backend")
     except CompressError as exc:
         return str(exc)
     return None
@@ -25,7 +25,7 @@ def unavailable(compute_units: str) -> str | None:
 
 class CoreMLSession(Session):
     def __init__(self, target, compute_units: str):
-        ct = require("coremltools", "coreml")
+        ct = require("coremltools", "this backend")
         units = getattr(ct.ComputeUnit, compute_units)
         self.models = [ct.models.MLModel(str(path), compute_units=units) for path in target.paths]
         self.input_names = [[i.name for i in model.get_spec().description.input] for model in self.models]

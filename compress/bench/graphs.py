@@ -22,8 +22,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import flop_registry
 
-from compress.bench.optional import require
 from compress.errors import CompressError
+from compress.optional import require
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def _onnx_flops(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
 
 def onnx_graph(path: str | Path) -> Graph:
     """Walk an ONNX model's nodes after shape inference (weights in external data are not loaded)."""
-    onnx = require("onnx", "onnx")
+    onnx = require("onnx", "reading an ONNX graph")
     model = onnx.load(str(path), load_external_data=False)
     with contextlib.suppress(Exception):  # an op shape inference does not know: keep the exporter's shapes
         model = onnx.shape_inference.infer_shapes(model)
@@ -260,7 +260,7 @@ def _ov_flops(node: Any, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> in
 
 def openvino_graph(path: str | Path) -> Graph:
     """Walk an OpenVINO model (IR, or anything `read_model` reads, such as ONNX) over its static shapes."""
-    model = require("openvino", "openvino").Core().read_model(str(path))
+    model = require("openvino", "reading an OpenVINO graph").Core().read_model(str(path))
     ops, weight_bytes, counts = [], Counter(), Counter()
     constant: set[str] = set()  # Constants, and ops on constants only (the Convert / Subtract / Multiply that
     for node in model.get_ordered_ops():  # decompress fp16 or int8 weights); the order is topological
@@ -365,7 +365,7 @@ def _mil_flops(op: Any, scope: _MilScope, out: tuple[int, ...]) -> int:
 
 def coreml_graph(paths: list[Path]) -> Graph:
     """Walk the MIL program of one package, or of a chain of packages (a chunked UNet) as one graph."""
-    ct = require("coremltools", "coreml")
+    ct = require("coremltools", "reading a Core ML graph")
     from coremltools.proto.FeatureTypes_pb2 import ArrayFeatureType
     from coremltools.proto.MIL_pb2 import DataType
 

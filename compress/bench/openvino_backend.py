@@ -9,12 +9,12 @@ import functools
 from typing import Any
 
 from compress.bench.backends import Session
-from compress.bench.optional import require
 from compress.errors import CompressError
+from compress.optional import require
 
 
 def _openvino():
-    return require("openvino", "openvino")
+    return require("openvino", "this backend")
 
 
 @functools.lru_cache(maxsize=1)

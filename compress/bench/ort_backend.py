@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 from compress.bench.backends import Session
-from compress.bench.optional import require
 from compress.errors import CompressError
+from compress.optional import require
 
 
 def _onnxruntime():
-    return require("onnxruntime", "onnx")
+    return require("onnxruntime", "this backend")
 
 
 def unavailable(provider: str) -> str | None:

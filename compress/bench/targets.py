@@ -17,10 +17,10 @@ import torch
 from compress.bench.graphs import Graph, TensorInfo, artifact_graph, torch_graph
 from compress.errors import CompressError
 from compress.io import read_json
+from compress.models.sd import NUM_TRAIN_TIMESTEPS
 
 ARTIFACT_SUFFIXES = {".onnx": "onnx", ".xml": "openvino", ".mlpackage": "coreml"}
 EXPORT_REPORT = "export_report.json"
-NUM_TRAIN_TIMESTEPS = 1000
 
 
 @dataclass

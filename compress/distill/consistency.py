@@ -6,8 +6,6 @@ objectives share it and tests can check it without a model.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 TIMESTEP_SCALING = 10.0
@@ -24,16 +22,6 @@ def boundary_coefficients(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     c_skip = SIGMA_DATA**2 / (scaled**2 + SIGMA_DATA**2)
     c_out = scaled / (scaled**2 + SIGMA_DATA**2) ** 0.5
     return c_skip, c_out
-
-
-def guidance_embedding(w: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding of the guidance scale (LCM feeds w - 1 to `timestep_cond`)."""
-    w = (w.float() - 1.0) * 1000.0
-    half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
-    angles = w[:, None] * freqs[None, :]
-    emb = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
-    return torch.nn.functional.pad(emb, (0, 1)) if dim % 2 else emb
 
 
 def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

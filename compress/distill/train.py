@@ -14,40 +14,26 @@ from __future__ import annotations
 
 import copy
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import DDPMScheduler, LCMScheduler, UNet2DConditionModel
-from tqdm import tqdm
 
-from compress.distill.consistency import consistency_output, ddim_step, guidance_embedding, huber
+from compress.data.training import read_captions, training_data
+from compress.distill.consistency import consistency_output, ddim_step, huber
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, read_json, write_json
-from compress.models.loading import (
-    PLAN_FILE,
-    DiffusionModel,
-    load_diffusion_model,
-    public_config,
-    scheduler_from_config,
-)
-from compress.recover.data import read_captions, training_data
-from compress.training import (
-    EMA,
-    JsonlLog,
-    load_checkpoint,
-    plot_log,
-    prepare_run_folder,
-    require_accelerate,
-    save_checkpoint,
-)
+from compress.io import write_json
+from compress.models.guidance import W_EMBEDDING_DIM, guidance_embedding
+from compress.models.loading import DiffusionModel, public_config, scheduler_from_config
+from compress.models.pruned import build_unet, save_like
+from compress.models.resolve import load_diffusion_model
+from compress.training import EMA, TrainingRun
 from compress.types import Record
 
 METHODS = ("lcm", "direct")
 GUIDANCE_RANGE = {"toy": (1.5, 5.0), "sd": (5.0, 15.0)}
-W_EMBEDDING_DIM = 256
 
 
 @dataclass(frozen=True)
@@ -63,6 +49,7 @@ class DistillSettings:
     huber_c: float = 0.001
     ema: float = 0.95  # target network decay
     cfg_dropout: float = 0.0
+    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
     checkpoint_every: int = 250
     seed: int = 0
 
@@ -75,19 +62,13 @@ class DistillResult(Record):
     final_loss: float
 
 
-def with_guidance_embedding(unet: UNet2DConditionModel, source_dir: Path | None) -> UNet2DConditionModel:
-    """The same UNet plus `time_cond_proj_dim` (zero-initialised), keeping a block plan if it has one."""
+def with_guidance_embedding(unet: UNet2DConditionModel, source: DiffusionModel | None = None) -> UNet2DConditionModel:
+    """The same UNet plus `time_cond_proj_dim` (zero-initialised), keeping the source's block plan if it has one."""
     if unet.config.get("time_cond_proj_dim"):
         return unet
     config = public_config(unet.config)
     config["time_cond_proj_dim"] = W_EMBEDDING_DIM
-    student = UNet2DConditionModel.from_config(config)
-    plan = source_dir / "unet" / PLAN_FILE if source_dir is not None else None
-    if plan is not None and plan.is_file():
-        from compress.prune.surgery import apply_block_plan
-        from compress.types import RemovalPlan
-
-        apply_block_plan(student, RemovalPlan.from_dict(read_json(plan)))
+    student = build_unet(config, source.plan if source is not None else None)
     missing, unexpected = student.load_state_dict(unet.state_dict(), strict=False)
     if unexpected or any("cond_proj" not in key for key in missing):
         raise CompressError(f"cannot add a guidance embedding to this UNet (unexpected {unexpected[:1]})")
@@ -113,8 +94,11 @@ def distill(
         raise CompressError(f"--loss must be huber or l2, not {s.loss!r}")
     if s.steps < 1 or s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
         raise CompressError("--steps, --batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
+    if s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
+        raise CompressError("--batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
     out = Path(out)
-    prepare_run_folder(out, resume, overwrite)
+    run = TrainingRun(out, name="distill", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
+                      resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision, progress=progress)
     if data is not None:
         read_captions(Path(data))
     teacher_model = load_diffusion_model(teacher)
@@ -123,53 +107,43 @@ def distill(
         raise CompressError(f"--student is a {source.family}-family model but the teacher is {teacher_model.family}")
     w_min, w_max = GUIDANCE_RANGE[teacher_model.family]
     w_min, w_max = s.w_min if s.w_min is not None else w_min, s.w_max if s.w_max is not None else w_max
-    out.mkdir(parents=True, exist_ok=True)
-    samples = training_data(teacher_model, data, out)
+    run.create_folder()
+    with run.main_process_first():
+        samples = training_data(teacher_model, data, out)
 
-    accelerator = require_accelerate().Accelerator()
-    online = with_guidance_embedding(copy.deepcopy(source.unet), source.source_dir).train()
-    target = copy.deepcopy(online).eval().requires_grad_(False)
+    online = with_guidance_embedding(copy.deepcopy(source.unet), source).train()
     unet_t = teacher_model.unet.eval().requires_grad_(False)
     optimizer = torch.optim.AdamW(online.parameters(), lr=s.lr, weight_decay=0.0)
-    ema = EMA(target, s.ema, share=True)  # updates `target` in place
-    generator = torch.Generator().manual_seed(s.seed)
-    start = 0
-    state = load_checkpoint(out) if resume else None
-    if state is not None:
-        online.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        target.load_state_dict(state["target"])
-        start = state["step"]
-    online, optimizer = accelerator.prepare(online, optimizer)
-    for module in (target, unet_t):
-        module.to(accelerator.device)
+    online, optimizer = run.prepare(online, optimizer)
+    unet_t.to(run.device)
+    target = EMA(run.unwrap(online), s.ema)  # the target network: an EMA of the student, made on its device
+    target.average.eval()
+    run.track(student=online, optimizer=optimizer, target=target)
+    run.restore()
     noise_schedule = scheduler_from_config(DDPMScheduler, teacher_model.scheduler_config)
-    alphas = noise_schedule.alphas_cumprod.to(accelerator.device)
+    alphas = noise_schedule.alphas_cumprod.to(run.device)
     skip = noise_schedule.config.num_train_timesteps // s.solver_steps
     solver = torch.arange(1, s.solver_steps + 1) * skip - 1  # 19, 39, ..., 999 for 50 steps
-    uncond = samples.uncond.to(accelerator.device)
-    log = JsonlLog(out / "distill_log.jsonl", resume_step=start)
-    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc=f"distill ({s.method})",
-               disable=not progress)
+    uncond = samples.uncond.to(run.device)
+    accelerator, generator, batch = run.accelerator, run.generator, run.global_batch(s.batch_size)
     loss_value = float("nan")
-    for step in bar:
-        x0, cond = samples.batch(s.batch_size, generator, s.cfg_dropout)
+    for _step in run.loop(f"distill ({s.method})"):
+        x0, cond = samples.batch(batch, generator, s.cfg_dropout)
         noise = torch.randn(x0.shape, generator=generator)
         index = torch.randint(0, s.solver_steps, (len(x0),), generator=generator)
         w = w_min + (w_max - w_min) * torch.rand(len(x0), generator=generator)
         t = solver[index]
-        x_t = noise_schedule.add_noise(x0, noise, t)
-        x_t, cond, t, index, w = (v.to(accelerator.device) for v in (x_t, cond, t, index, w))
+        x_t, cond, t, index, w = run.local(noise_schedule.add_noise(x0, noise, t), cond, t, index, w)
         w_emb = guidance_embedding(w, W_EMBEDDING_DIM)
-        eps = online(x_t, t, cond, timestep_cond=w_emb).sample
-        prediction = consistency_output(eps, x_t, t, alphas)
-        with torch.no_grad():
+        with accelerator.autocast():
+            eps = online(x_t, t, cond, timestep_cond=w_emb).sample
+        prediction = consistency_output(eps.float(), x_t, t, alphas)
+        with torch.no_grad(), accelerator.autocast():
             teacher_step = _TeacherSolver(unet_t, cond, uncond.expand(len(x_t), -1, -1), w, alphas, solver)
             if s.method == "lcm":
                 x_prev, t_prev = teacher_step(x_t, index)
-                eps_target = target(x_prev, t_prev, cond, timestep_cond=w_emb).sample
-                goal = consistency_output(eps_target, x_prev, t_prev, alphas)
+                eps_target = target.average(x_prev, t_prev, cond, timestep_cond=w_emb).sample
+                goal = consistency_output(eps_target.float(), x_prev, t_prev, alphas)
             else:
                 goal = teacher_step.solve(x_t, index)
         loss = huber(prediction, goal, s.huber_c) if s.loss == "huber" else torch.nn.functional.mse_loss(
@@ -178,21 +152,18 @@ def distill(
         accelerator.clip_grad_norm_(online.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        ema.update(accelerator.unwrap_model(online))
+        target.update(run.unwrap(online))
         loss_value = loss.item()
-        bar.set_postfix(loss=f"{loss_value:.5f}")
-        if accelerator.is_main_process:
-            log.write(step + 1, loss=loss_value, lr=optimizer.param_groups[0]["lr"])
-        if (step + 1) % s.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(out, {"student": accelerator.unwrap_model(online).state_dict(),
-                                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                  "target": target.state_dict(), "step": step + 1})
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        _write_model(target, source, teacher_model, s, out)
-        plot_log(out / "distill_log.jsonl", out / "distill_loss.png", f"{s.method} distillation")
+        run.log(loss=loss_value, lr=optimizer.param_groups[0]["lr"])
+    run.finish(f"{s.method} distillation")
     result = DistillResult(str(out), s.method, s.steps, loss_value)
-    write_json(out / "distill_result.json", result.to_dict())
+    if run.is_main:
+        scheduler = scheduler_from_config(LCMScheduler, teacher_model.scheduler_config,
+                                          original_inference_steps=s.solver_steps)
+        save_like(target.average, out, source.source_dir, plan=source.plan, scheduler=scheduler,
+                  conditioner=source.conditioner)
+        write_json(out / "distill_settings.json", {**s.__dict__, "teacher": teacher_model.name})
+        write_json(out / "distill_result.json", result.to_dict())
     return result
 
 
@@ -228,21 +199,3 @@ class _TeacherSolver:
             done = done | (index == 0)
             index = (index - 1).clamp_min(0)
         return x
-
-
-def _write_model(unet: Any, source: DiffusionModel, teacher: DiffusionModel, s: DistillSettings, out: Path) -> None:
-    """out/unet (+ plan), out/scheduler (LCMScheduler on the teacher's schedule), conditioner, report."""
-    with atomic_output_dir(out / "unet", overwrite=True) as tmp:
-        unet.save_pretrained(tmp)
-        plan = source.source_dir / "unet" / PLAN_FILE if source.source_dir is not None else None
-        if plan is not None and plan.is_file():
-            shutil.copy(plan, tmp / PLAN_FILE)
-    scheduler = scheduler_from_config(LCMScheduler, teacher.scheduler_config, original_inference_steps=s.solver_steps)
-    with atomic_output_dir(out / "scheduler", overwrite=True) as tmp:
-        scheduler.save_pretrained(tmp)
-    if source.conditioner is not None and not (out / "conditioner").exists():
-        source.conditioner.save(out / "conditioner")
-    report = source.source_dir / "prune_report.json" if source.source_dir is not None else None
-    if report is not None and report.is_file():
-        shutil.copy(report, out / "prune_report.json")
-    write_json(out / "distill_settings.json", {**s.__dict__, "teacher": teacher.name})

@@ -8,7 +8,8 @@ import click
 
 from compress.clitools import user_errors
 from compress.evaluate.quality import default_grid_path, evaluate
-from compress.evaluate.sampling import DEFAULT_GUIDANCE, SAMPLERS
+from compress.evaluate.sampling import SAMPLERS
+from compress.models.guidance import DEFAULT_GUIDANCE
 
 
 @click.command("eval")
@@ -19,7 +20,7 @@ from compress.evaluate.sampling import DEFAULT_GUIDANCE, SAMPLERS
               help="Sampler; default: the scheduler saved with the model (LCM students), else ddim.")
 @click.option("--samples", type=click.IntRange(min=2), default=500, show_default=True,
               help="Images to generate; labels cycle 0..9.")
-@click.option("--guidance", type=click.FloatRange(min=0.0), default=DEFAULT_GUIDANCE, show_default=True,
+@click.option("--guidance", type=click.FloatRange(min=0.0), default=DEFAULT_GUIDANCE["toy"], show_default=True,
               help="Classifier-free guidance scale (1 = no guidance, half the UNet calls).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Noise seed; the same seed gives the same images.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

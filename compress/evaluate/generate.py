@@ -13,8 +13,10 @@ from compress.errors import CompressError
 from compress.evaluate.images import save_grid
 from compress.evaluate.sampling import denoise, make_scheduler, sample
 from compress.io import atomic_file
-from compress.models.conditioning import DEFAULT_GUIDANCE, encode_prompts
-from compress.models.loading import DiffusionModel, load_diffusion_model, load_sd_text_encoder
+from compress.models.conditioning import encode_prompts
+from compress.models.guidance import DEFAULT_GUIDANCE
+from compress.models.loading import DiffusionModel, load_sd_text_encoder
+from compress.models.resolve import load_diffusion_model
 from compress.models.toy import NUM_CLASSES
 
 

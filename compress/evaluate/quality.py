@@ -19,10 +19,12 @@ from compress.errors import CompressError
 from compress.evaluate.classifier import classify
 from compress.evaluate.frechet import frechet_distance
 from compress.evaluate.images import save_grid
-from compress.evaluate.sampling import DEFAULT_GUIDANCE, resolve_sampler, sample
+from compress.evaluate.sampling import resolve_sampler, sample
 from compress.io import atomic_file, write_json
-from compress.models.loading import DiffusionModel, load_diffusion_model
+from compress.models.guidance import DEFAULT_GUIDANCE
+from compress.models.loading import DiffusionModel
 from compress.models.registry import get_spec, is_registered
+from compress.models.resolve import load_diffusion_model
 from compress.models.toy import NUM_CLASSES
 from compress.types import EvalResult
 
@@ -54,7 +56,7 @@ def evaluate(
     steps: int = 25,
     sampler: str | None = None,
     samples: int = 500,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float = DEFAULT_GUIDANCE["toy"],
     seed: int = 0,
     json_path: str | os.PathLike | None = None,
     grid_path: str | os.PathLike | None = None,

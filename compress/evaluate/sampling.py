@@ -14,8 +14,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, LCMS
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm import tqdm
 
-from compress.distill.consistency import guidance_embedding
 from compress.errors import CompressError
+from compress.models.guidance import DEFAULT_GUIDANCE, guidance_embedding
 from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.models.toy import NULL_CLASS
 
@@ -30,9 +30,6 @@ SAMPLERS: dict[str, type[SchedulerMixin]] = {
 # sampling choice, and ancestral DDPM at few steps is worse than DDIM.
 SAVED_SAMPLERS = {"DDIMScheduler": "ddim", "EulerDiscreteScheduler": "euler", "LCMScheduler": "lcm"}
 DEFAULT_SAMPLER = "ddim"
-# Classifier-free guidance scale for the toy model: at 25 DDIM steps it gives class_accuracy 1.0
-# (500 samples; fd 84 against fd_real 10.6), above the 0.90 the issue asks for.
-DEFAULT_GUIDANCE = 3.0
 
 
 def resolve_sampler(scheduler_config: dict[str, Any], sampler: str | None = None) -> str:
@@ -71,7 +68,7 @@ def sample(
     labels: torch.Tensor,
     steps: int = 25,
     sampler: str | None = None,
-    guidance: float = DEFAULT_GUIDANCE,
+    guidance: float = DEFAULT_GUIDANCE["toy"],
     seed: int = 0,
     batch_size: int = 250,
     progress: bool = False,

@@ -7,6 +7,7 @@ same conditioning for the same seed.
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -16,12 +17,10 @@ from compress.models.loading import DiffusionModel
 from compress.models.sd import SD_TEXT_TOKENS
 from compress.models.toy import NULL_CLASS, NUM_CLASSES
 
-DEFAULT_GUIDANCE = {"sd": 7.5, "toy": 3.0}
-
 
 def calib_dir() -> Path:
-    """The repository's `calib_data/` folder (or `$COMPRESS_CALIB_DIR`)."""
-    path = Path(os.environ.get("COMPRESS_CALIB_DIR", Path(__file__).resolve().parents[2] / "calib_data"))
+    """The `calib_data/` folder shipped as package data inside `compress` (or `$COMPRESS_CALIB_DIR`)."""
+    path = Path(os.environ.get("COMPRESS_CALIB_DIR", str(resources.files("compress") / "calib_data")))
     if not path.is_dir():
         raise CompressError(f"calibration folder not found: {path} (set COMPRESS_CALIB_DIR)")
     return path

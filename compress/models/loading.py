@@ -1,14 +1,14 @@
-"""Load a diffusion model by registry name, hub id or folder, with its conditioning.
+"""Load a diffusion model from a registry entry, a hub id or a folder, with its conditioning.
 
 A `DiffusionModel` is what every pipeline stage consumes: the UNet, how to make
 `encoder_hidden_states` for it, and the noise-schedule config it was trained with.
+Which loader a name, folder or file goes to is decided in one place, `compress.models.create`.
 """
 
 from __future__ import annotations
 
 import inspect
 import json
-import os
 import re
 import socket
 import warnings
@@ -21,12 +21,12 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from compress.errors import CompressError
-from compress.io import load_safetensors
-from compress.models.registry import ModelSpec, assets_dir, get_spec, is_registered
-from compress.models.toy import SD_SCHEDULER_CONFIG, ClassConditioner
+from compress.models.pruned import load_unet, read_plan
+from compress.models.registry import ModelSpec, assets_dir
+from compress.models.sd import SD_SCHEDULER_CONFIG
+from compress.models.toy import ClassConditioner
+from compress.types import RemovalPlan
 
-PLAN_FILE = "prune_plan.json"  # written next to a block-granularity UNet's config
-WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; anything else must be a local path
 
 
@@ -57,52 +57,11 @@ class DiffusionModel:
     text_encoder: Any = None  # sd family with real weights: transformers CLIPTextModel
     tokenizer: Any = None
     source_dir: Path | None = None  # the folder it was loaded from, if any
+    plan: RemovalPlan | None = None  # the block plan of a block-granularity UNet
 
     @property
     def config(self) -> dict[str, Any]:
         return dict(self.unet.config)
-
-
-def _check_unet_folder(folder: Path) -> None:
-    if not (folder / "config.json").is_file():
-        raise CompressError(f"{folder} is not a diffusers UNet folder (no config.json)")
-
-
-def load_unet(path: str | os.PathLike) -> UNet2DConditionModel:
-    """Load a UNet folder this toolkit (or diffusers) wrote: `DIR` or `DIR/unet`.
-
-    A `--granularity block` output carries `prune_plan.json`; its removals are applied
-    before the weights are loaded, so the result has exactly the pruned structure.
-    """
-    folder = Path(path)
-    if (folder / "unet").is_dir():
-        folder = folder / "unet"
-    if not folder.is_dir():
-        raise CompressError(f"model folder not found: {path}")
-    _check_unet_folder(folder)
-    plan_path = folder / PLAN_FILE
-    if not plan_path.is_file():
-        weights = folder / WEIGHTS_FILE
-        if weights.is_file():
-            load_safetensors(weights)  # a clear one-line error for a corrupt file before diffusers sees it
-        try:
-            return UNet2DConditionModel.from_pretrained(folder).eval()
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise CompressError(f"cannot load UNet from {folder}: {str(exc).splitlines()[0]}") from None
-    from compress.prune.surgery import apply_block_plan  # local: pruning imports this module
-    from compress.types import RemovalPlan
-
-    plan = RemovalPlan.from_dict(json.loads(plan_path.read_text()))
-    config = UNet2DConditionModel.load_config(folder)
-    with torch.device("meta"):
-        unet = UNet2DConditionModel.from_config(config)
-    apply_block_plan(unet, plan)
-    state = load_safetensors(folder / WEIGHTS_FILE)
-    missing, unexpected = unet.load_state_dict(state, strict=False, assign=True)
-    if missing or unexpected:
-        key = (missing or unexpected)[0]
-        raise CompressError(f"weights in {folder} do not match its prune plan (first bad key: {key})")
-    return unet.eval()
 
 
 def _random_unet(config: dict[str, Any], seed: int) -> UNet2DConditionModel:
@@ -132,7 +91,7 @@ def _load_scheduler_config(folder: Path) -> dict[str, Any]:
     return dict(SD_SCHEDULER_CONFIG)
 
 
-def _load_folder(folder: Path, family: str | None, name: str) -> DiffusionModel:
+def load_diffusion_folder(folder: Path, family: str | None, name: str) -> DiffusionModel:
     """A folder written by this toolkit or diffusers: a UNet folder, or one holding `unet/`."""
     root = folder.parent if folder.name == "unet" else folder
     unet = load_unet(folder)
@@ -141,7 +100,8 @@ def _load_folder(folder: Path, family: str | None, name: str) -> DiffusionModel:
         family = "toy" if conditioner is not None else "sd"
     text_encoder, tokenizer = load_sd_text_encoder(root) if family == "sd" else (None, None)
     return DiffusionModel(unet=unet, family=family, name=name, scheduler_config=_load_scheduler_config(root),
-                          conditioner=conditioner, text_encoder=text_encoder, tokenizer=tokenizer, source_dir=root)
+                          conditioner=conditioner, text_encoder=text_encoder, tokenizer=tokenizer, source_dir=root,
+                          plan=read_plan(folder))
 
 
 def _hub_reachable() -> bool:
@@ -190,28 +150,10 @@ def _load_from_hub(spec: ModelSpec, hub_id: str) -> DiffusionModel:
     return DiffusionModel(unet=unet, family=spec.family, name=spec.name, text_encoder=encoder, tokenizer=tokenizer)
 
 
-def load_diffusion_model(
-    model: str | os.PathLike,
-    weights: str | os.PathLike | None = None,
-    init: str = "pretrained",
-    seed: int = 0,
-) -> DiffusionModel:
-    """Load `model` (registry name or folder).
-
-    `weights` is a local diffusers folder (UNet or pipeline) or a hub id; `init="random"`
-    builds the exact registered architecture with seeded random weights (no download).
-    """
-    if init not in ("pretrained", "random"):
-        raise CompressError(f"--init must be 'pretrained' or 'random', not {init!r}")
-    model = str(model)
-    if not is_registered(model):
-        folder = Path(model)
-        if folder.is_dir():
-            return _load_folder(folder, None, model)
-        get_spec(model)  # raises the unknown-model error listing known names
-    spec = get_spec(model)
-    if spec.unet_config is None:
-        raise CompressError(f"{model} is a {spec.family} model, not a diffusion UNet")
+def load_registered(spec: ModelSpec, weights: str | None = None, init: str = "pretrained",
+                    seed: int = 0) -> DiffusionModel:
+    """A registered diffusion model: seeded random weights, `weights` (a local folder or hub id), the shipped
+    asset, or the hub (its local cache first)."""
     if init == "random":
         if weights is not None:
             raise CompressError("--weights and --init random exclude each other")
@@ -226,7 +168,7 @@ def load_diffusion_model(
         if path.exists():
             if not path.is_dir():
                 raise CompressError(f"--weights must be a diffusers folder or a hub id, got file {path}")
-            return _load_folder(path, spec.family, spec.name)
+            return load_diffusion_folder(path, spec.family, spec.name)
         if not HUB_ID.fullmatch(str(weights)):
             raise CompressError(f"--weights path not found: {weights}")
         return _load_from_hub(spec, str(weights))
@@ -234,5 +176,5 @@ def load_diffusion_model(
         folder = assets_dir(spec.asset)
         if not (folder / "unet").is_dir():
             raise CompressError(f"shipped weights for {spec.name} are missing from {folder}")
-        return _load_folder(folder, spec.family, spec.name)
+        return load_diffusion_folder(folder, spec.family, spec.name)
     return _load_from_hub(spec, spec.hub_id)

@@ -1,4 +1,4 @@
-"""Exact UNet configs of the Stable Diffusion checkpoints on the hub (their `unet/config.json`)."""
+"""Stable Diffusion facts: the hub checkpoints' exact UNet configs (`unet/config.json`) and their noise schedule."""
 
 from __future__ import annotations
 
@@ -36,3 +36,16 @@ SD21_BASE_UNET_CONFIG = dict(
 
 # Text-encoder sequence length of every SD-v1/v2 checkpoint (CLIP's 77 tokens).
 SD_TEXT_TOKENS = 77
+
+# SD-v1.x noise schedule (scaled-linear betas, epsilon prediction); the toy family trains on it too.
+SD_SCHEDULER_CONFIG = {
+    "num_train_timesteps": 1000,
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "prediction_type": "epsilon",
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+}
+NUM_TRAIN_TIMESTEPS = SD_SCHEDULER_CONFIG["num_train_timesteps"]

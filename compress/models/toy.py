@@ -31,19 +31,6 @@ TOY_UNET_CONFIG = {
     "norm_num_groups": 8,
 }
 
-# SD-v1.x noise schedule (scaled-linear betas, epsilon prediction).
-SD_SCHEDULER_CONFIG = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "clip_sample": False,
-    "set_alpha_to_one": False,
-    "steps_offset": 1,
-}
-
-
 class ClassConditioner(nn.Module):
     """Stand-in for a text encoder: class id -> `tokens` embeddings of size `dim`."""
 

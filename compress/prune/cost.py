@@ -14,7 +14,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch.utils.flop_counter import FlopCounterMode
 
-from compress.prune.surgery import removed_units
+from compress.models.surgery import removed_units
 from compress.types import Unit
 
 ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, write_json
+from compress.io import atomic_output_dir
 from compress.models.conditioning import text_tokens
-from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, public_config
+from compress.models.loading import DiffusionModel, public_config
+from compress.models.pruned import save_like
+from compress.models.resolve import load_diffusion_model
+from compress.models.surgery import removed_units
+from compress.models.units import enumerate_units, find_units
 from compress.prune.cost import cost_without, unit_costs
 from compress.prune.presets import preset_units
 from compress.prune.report import plot_importance, write_markdown
+from compress.prune.rewrite import build_diffusers_unet
 from compress.prune.score import ScoreSettings, score_units
 from compress.prune.select import select_units
-from compress.prune.surgery import build_diffusers_unet, removed_units
-from compress.prune.units import enumerate_units, find_units
 from compress.types import PruneReport, RemovalPlan, Unit
 
 BUDGETS = ("params", "macs")
@@ -41,16 +43,12 @@ def _write_output(model: DiffusionModel, units: list[Unit], granularity: str, re
                   overwrite: bool) -> None:
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         if granularity == "diffusers":
-            build_diffusers_unet(model.unet, units).save_pretrained(tmp / "unet")
+            save_like(build_diffusers_unet(model.unet, units), tmp, model.source_dir, report=report,
+                      conditioner=model.conditioner)
         else:
             with removed_units(model.unet, units):
-                model.unet.save_pretrained(tmp / "unet")
-            write_json(tmp / "unet" / PLAN_FILE, RemovalPlan("block", [u.name for u in units]).to_dict())
-        if model.conditioner is not None:
-            model.conditioner.save(tmp / "conditioner")
-        if model.source_dir is not None and (model.source_dir / "scheduler").is_dir():
-            shutil.copytree(model.source_dir / "scheduler", tmp / "scheduler")
-        write_json(tmp / "prune_report.json", report.to_dict())
+                save_like(model.unet, tmp, model.source_dir, plan=RemovalPlan("block", [u.name for u in units]),
+                          report=report, conditioner=model.conditioner)
         write_markdown(report, tmp / "prune_report.md")
         plot_importance(report, tmp / "importance.png")
 
@@ -81,7 +79,7 @@ def prune(
         raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
     loaded = load_diffusion_model(model, weights=weights, init=init, seed=score.seed)
     unet = loaded.unet
-    if loaded.source_dir is not None and (loaded.source_dir / "unet" / PLAN_FILE).is_file():
+    if loaded.plan is not None:
         raise CompressError(f"{model} is a block-granularity pruned model; prune the original model instead")
     settings = score.resolved(loaded)
     resolution, tokens = unet.config.sample_size, text_tokens(loaded)

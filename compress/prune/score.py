@@ -21,9 +21,10 @@ from diffusers import DDIMScheduler
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.models.conditioning import DEFAULT_GUIDANCE, calibration_conditioning
+from compress.models.conditioning import calibration_conditioning
+from compress.models.guidance import DEFAULT_GUIDANCE
 from compress.models.loading import DiffusionModel, scheduler_from_config
-from compress.prune.surgery import removed_units
+from compress.models.surgery import removed_units
 from compress.types import Unit, UnitScore
 
 SCORE_MODES = ("step", "trajectory")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from compress.errors import CompressError
-from compress.prune.units import units_conflict
+from compress.models.units import units_conflict
 from compress.types import Unit
 
 EXHAUSTIVE_LIMIT = 16

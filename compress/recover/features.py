@@ -18,7 +18,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from torch import nn
 
-from compress.prune.surgery import get_module
+from compress.models.surgery import get_module
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ The loop runs unchanged on one CPU process or under `accelerate launch` on sever
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from tqdm import tqdm
 
+from compress.data.training import read_captions, training_data
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, read_json, write_json
-from compress.models.loading import PLAN_FILE, DiffusionModel, load_diffusion_model, scheduler_from_config
-from compress.recover.data import read_captions, training_data
+from compress.io import write_json
+from compress.models.loading import DiffusionModel, scheduler_from_config
+from compress.models.pruned import read_prune_report, save_like
+from compress.models.resolve import load_diffusion_model
 from compress.recover.features import feature_pairs, record_outputs
-from compress.training import (
-    EMA,
-    JsonlLog,
-    load_checkpoint,
-    plot_log,
-    prepare_run_folder,
-    require_accelerate,
-    save_checkpoint,
-)
+from compress.training import EMA, TrainingRun
 from compress.types import PruneReport, Record
 
 STRUCTURE_KEYS = ("in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types",
@@ -90,12 +82,13 @@ def recover(
 ) -> RecoverResult:
     """Distil `teacher` into the pruned `student` folder; write `out/unet`, the log, its plot and an eval."""
     s = settings or RecoverSettings()
-    if s.steps < 1 or s.batch_size < 1 or s.grad_accum < 1 or s.lr <= 0:
-        raise CompressError("--steps, --batch-size and --grad-accum must be positive, and --lr above 0")
+    if s.batch_size < 1 or s.lr <= 0:
+        raise CompressError("--batch-size must be positive and --lr above 0")
     out, student_dir = Path(out), Path(student)
-    prepare_run_folder(out, resume, overwrite)
-    report = PruneReport.from_dict(read_json(student_dir / "prune_report.json")) \
-        if (student_dir / "prune_report.json").is_file() else None
+    run = TrainingRun(out, name="recover", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
+                      resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision,
+                      grad_accum=s.grad_accum, progress=progress)
+    report = read_prune_report(student_dir)
     if report is None:
         raise CompressError(f"{student_dir} has no prune_report.json: give a folder written by `compress prune`")
     if data is not None:
@@ -103,45 +96,33 @@ def recover(
     teacher_model = load_diffusion_model(teacher)
     _check_derived(report, teacher_model)
     student_model = load_diffusion_model(student_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    samples = training_data(teacher_model, data, out)
+    run.create_folder()
+    with run.main_process_first():
+        samples = training_data(teacher_model, data, out)
 
-    accelerate = require_accelerate()
-    accelerator = accelerate.Accelerator(mixed_precision=s.mixed_precision, gradient_accumulation_steps=s.grad_accum)
     unet_s, unet_t = student_model.unet.train(), teacher_model.unet.eval().requires_grad_(False)
     if s.gradient_checkpointing:
         unet_s.enable_gradient_checkpointing()
     pairs = feature_pairs(report.removed, unet_t, unet_s)
     optimizer = torch.optim.AdamW(unet_s.parameters(), lr=s.lr)
-    ema = EMA(unet_s, s.ema) if s.ema else None
-    generator = torch.Generator().manual_seed(s.seed)
-    start = 0
-    state = load_checkpoint(out) if resume else None
-    if state is not None:
-        unet_s.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        if ema is not None:
-            ema.shadow = state["ema"]
-        start = state["step"]
-    unet_s, optimizer = accelerator.prepare(unet_s, optimizer)
-    unet_t.to(accelerator.device)
+    unet_s, optimizer = run.prepare(unet_s, optimizer)
+    unet_t.to(run.device)
+    ema = EMA(run.unwrap(unet_s), s.ema) if s.ema else None  # after placement: it averages where the weights are
+    run.track(student=unet_s, optimizer=optimizer, **({"ema": ema} if ema else {}))
+    run.restore()
     scheduler = scheduler_from_config(DDPMScheduler, teacher_model.scheduler_config)
-    log = JsonlLog(out / "recover_log.jsonl", resume_step=start)
-    bar = tqdm(range(start, s.steps), initial=start, total=s.steps, desc="recover", disable=not progress)
-    terms: dict[str, float] = {}
-    for step in bar:
+    accelerator, generator, batch = run.accelerator, run.generator, run.global_batch(s.batch_size)
+    loss = loss_task = loss_out = loss_feat = torch.full((), float("nan"))
+    for _step in run.loop("recover"):
         for _ in range(s.grad_accum):
-            x0, cond = samples.batch(s.batch_size, generator, s.cfg_dropout)
+            x0, cond = samples.batch(batch, generator, s.cfg_dropout)
             noise = torch.randn(x0.shape, generator=generator)
             t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
-            xt = scheduler.add_noise(x0, noise, t)
-            xt, cond, noise, t = (v.to(accelerator.device) for v in (xt, cond, noise, t))
+            xt, cond, noise, t = run.local(scheduler.add_noise(x0, noise, t), cond, noise, t)
             with accelerator.accumulate(unet_s):
                 with torch.no_grad(), record_outputs(unet_t, [p.teacher for p in pairs]) as feats_t:
                     eps_t = unet_t(xt, t, cond).sample
-                with accelerator.autocast(), record_outputs(accelerator.unwrap_model(unet_s),
-                                                            [p.student for p in pairs]) as feats_s:
+                with accelerator.autocast(), record_outputs(run.unwrap(unet_s), [p.student for p in pairs]) as feats_s:
                     eps_s = unet_s(xt, t, cond).sample
                 loss_task = F.mse_loss(eps_s.float(), noise)
                 loss_out = F.mse_loss(eps_s.float(), eps_t.float())
@@ -154,24 +135,16 @@ def recover(
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         if ema is not None:
-            ema.update(accelerator.unwrap_model(unet_s))
-        terms = {"loss": loss.item(), "loss_task": loss_task.item(), "loss_kd_out": loss_out.item(),
-                 "loss_kd_feat": loss_feat.item()}
-        bar.set_postfix(loss=f"{terms['loss']:.4f}")
-        if accelerator.is_main_process:
-            log.write(step + 1, **terms, lr=optimizer.param_groups[0]["lr"])
-        if (step + 1) % s.checkpoint_every == 0 and accelerator.is_main_process:
-            save_checkpoint(out, {"student": accelerator.unwrap_model(unet_s).state_dict(),
-                                  "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
-                                  "ema": ema.shadow if ema else {}, "step": step + 1})
-    accelerator.wait_for_everyone()
-    final = accelerator.unwrap_model(unet_s).eval()
+            ema.update(run.unwrap(unet_s))
+        run.log(loss=loss.item(), loss_task=loss_task.item(), loss_kd_out=loss_out.item(),
+                loss_kd_feat=loss_feat.item(), lr=optimizer.param_groups[0]["lr"])
+    run.finish(f"recovery of {student_dir.name}")
+    final = run.unwrap(unet_s).eval()
     if ema is not None:
         ema.copy_to(final)
-    result = RecoverResult(str(out), s.steps, terms.get("loss", float("nan")), [p.name for p in pairs])
-    if accelerator.is_main_process:
-        _write_model(final, student_dir, report, out)
-        plot_log(out / "recover_log.jsonl", out / "recover_loss.png", f"recovery of {student_dir.name}")
+    result = RecoverResult(str(out), s.steps, loss.item(), [p.name for p in pairs])
+    if run.is_main:
+        save_like(final, out, student_dir, report=report)
         if evaluate_after and teacher_model.family == "toy":
             from compress.evaluate import evaluate
 
@@ -185,16 +158,3 @@ def _feature_loss(student: torch.Tensor, teacher: torch.Tensor, normalise: bool)
         raise CompressError(f"feature shapes differ: student {tuple(student.shape)} vs teacher {tuple(teacher.shape)}")
     loss = F.mse_loss(student, teacher)
     return loss / teacher.pow(2).mean().clamp_min(1e-8) if normalise else loss
-
-
-def _write_model(unet: Any, student_dir: Path, report: PruneReport, out: Path) -> None:
-    """out/unet in the student's own format (stock diffusers, or with its block plan), written atomically."""
-    with atomic_output_dir(out / "unet", overwrite=True) as tmp:
-        unet.save_pretrained(tmp)
-        plan = student_dir / "unet" / PLAN_FILE
-        if plan.is_file():
-            shutil.copy(plan, tmp / PLAN_FILE)
-    for sub in ("conditioner", "scheduler"):
-        if (student_dir / sub).is_dir() and not (out / sub).exists():
-            shutil.copytree(student_dir / sub, out / sub)
-    write_json(out / "prune_report.json", report.to_dict())

@@ -1,9 +1,10 @@
 """SPAN super-resolution: the architecture, its exact re-parameterisation, training, evaluation and upscaling."""
 
+from compress.models.resolve import load_span
+from compress.models.span import SPAB, SPAN, Conv3XC
+from compress.models.span_checkpoint import save_span, span_from_state_dict
 from compress.sr.cost import SPANCost, span_cost
 from compress.sr.evaluate import SREvalResult, SRImageScore, evaluate_sr
-from compress.sr.loading import load_span, save_span, span_from_state_dict
-from compress.sr.span import SPAB, SPAN, Conv3XC
 from compress.sr.train import TrainConfig, TrainReport, train_span
 from compress.sr.upscale import deploy_model, upscale_folder, upscale_image, upscale_tensor
 

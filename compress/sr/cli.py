@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from compress.clitools import command_line, user_errors
+from compress.clitools import command_line, deprecated_alias, user_errors
 
 MODEL_HELP = "registry name (span-x2, span-x4), a folder written by `compress sr train`, or a checkpoint file"
 
@@ -16,7 +16,7 @@ def sr() -> None:
     """SPAN super-resolution (Wan et al., NTIRE 2024 efficient SR winner).
 
     \b
-    compress sr train --scale 2 --channels 16 --data imgs/ --iters 2000 --out runs/x2
+    compress sr train --scale 2 --channels 16 --data imgs/ --steps 2000 --out runs/x2
     compress sr eval --model span-x2 --data test_imgs/ --json scores.json
     compress sr upscale --model span-x4 photo.png photo_x4.png
     compress sr info --channels 48 --scale 4
@@ -27,10 +27,11 @@ def sr() -> None:
 @click.option("--scale", type=int, required=True, help="Upscaling factor: 2, 3 or 4.")
 @click.option("--channels", type=int, default=48, show_default=True, help="Feature channels C (paper: 48).")
 @click.option("--data", required=True, help="Folder of high-resolution training images.")
-@click.option("--iters", type=int, required=True, help="Optimiser steps.")
-@click.option("--out", required=True, help="Folder to write the trained model to (appears only when done).")
+@click.option("--steps", type=int, default=None, help="Optimiser steps (required).")
+@click.option("--out", required=True,
+              help="Run folder: checkpoint.pt and the log while training, the model and training.json at the end.")
 @click.option("--val-data", help="Folder of validation images (default: the training images).")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Per-process batch size.")
 @click.option("--patch-size", type=int, default=48, show_default=True, help="Low-resolution crop side in pixels.")
 @click.option("--lr", type=float, default=5e-4, show_default=True, help="Initial Adam learning rate.")
 @click.option("--min-lr", type=float, default=1e-6, show_default=True, help="Learning rate at the end of the cosine.")
@@ -38,21 +39,33 @@ def sr() -> None:
 @click.option("--init", default="bilinear", show_default=True,
               help="'bilinear': start as bilinear upscaling (fast start); 'default': PyTorch's, as the authors.")
 @click.option("--val-every", type=int, default=500, show_default=True, help="Validate every N steps.")
-@click.option("--ckpt-every", type=int, default=500, show_default=True, help="Checkpoint every N steps.")
-@click.option("--ckpt-dir", help="Checkpoint folder (default: OUT.ckpt).")
-@click.option("--resume", is_flag=True, help="Continue from the checkpoint in the checkpoint folder.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing OUT folder or start over a checkpoint.")
+@click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N steps.  [default: 500]")
+@click.option("--ckpt-dir", help="Keep checkpoint.pt and the log here instead, and write only the model to OUT.")
+@click.option("--iters", type=int, default=None, hidden=True, help="Deprecated alias of --steps.")
+@click.option("--ckpt-every", type=int, default=None, hidden=True, help="Deprecated alias of --checkpoint-every.")
+@click.option("--resume", is_flag=True, help="Continue the run from its checkpoint.pt.")
+@click.option("--overwrite", is_flag=True, help="Start over in an existing run folder (or replace OUT).")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @user_errors
-def train_cmd(data, out, val_data, ckpt_dir, resume, overwrite, **config) -> None:
+def train_cmd(data, out, val_data, ckpt_dir, resume, overwrite, no_progress, steps, iters, checkpoint_every,
+              ckpt_every, **config) -> None:
     """Train SPAN on a folder of high-resolution images.
 
     L1 loss on random crops (flips, 90-degree rotations) whose low-resolution inputs are made by bicubic downscaling;
     Adam with cosine decay. A resumed run (--resume) ends with the same weights as an uninterrupted one.
+    `--iters` and `--ckpt-every` still work as deprecated names of `--steps` and `--checkpoint-every`.
     """
     from compress.sr import TrainConfig, train_span
 
-    report = train_span(data, out, TrainConfig(**config), val_data=val_data, ckpt_dir=ckpt_dir, resume=resume,
-                        overwrite=overwrite, command=command_line(click.get_current_context()))
+    steps = deprecated_alias(steps, iters, "--steps", "--iters")
+    if steps is None:
+        raise click.UsageError("Missing option '--steps'.")
+    checkpoint_every = deprecated_alias(checkpoint_every, ckpt_every, "--checkpoint-every", "--ckpt-every")
+    train_config = TrainConfig(steps=steps, checkpoint_every=500 if checkpoint_every is None else checkpoint_every,
+                               **config)
+    report = train_span(data, out, train_config, val_data=val_data, ckpt_dir=ckpt_dir, resume=resume,
+                        overwrite=overwrite, command=command_line(click.get_current_context()),
+                        progress=not no_progress)
     if report.history:
         last = report.history[-1]
         click.echo(f"wrote {out}: val Y-PSNR {last.psnr:.2f} dB (bicubic {last.bicubic_psnr:.2f} dB)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from compress.sr.span import SPAN
+from compress.models.span import SPAN
 
 
 @dataclass

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from compress.models.span import SPAN
 from compress.sr.files import list_images, read_image, to_uint8
 from compress.sr.metrics import psnr_y, ssim_y
-from compress.sr.span import SPAN
 from compress.sr.upscale import DEFAULT_TILE, deploy_model, model_name, upscale_tensor
 
 

@@ -3,7 +3,9 @@
 Low-resolution inputs are made on the fly (antialiased bicubic, stored in 8 bits as at evaluation); crops get one of
 the eight flips/rotations. Adam with cosine decay. All randomness after the seeded initialisation comes from one
 generator whose state is checkpointed with the model and optimiser, so a resumed run ends with exactly the weights an
-uninterrupted one would have.
+uninterrupted one would have. The loop runs through the toolkit's training harness (`compress.training`), like
+`compress recover` and `compress distill`: the run folder (OUT, or `ckpt_dir`) holds `checkpoint.pt` and
+`sr_train_log.jsonl`, and `--resume` continues it.
 
 By default the network starts as bilinear upscaling (`init_bilinear_`): the published SPAN has no image skip, so from
 PyTorch's default initialisation it spends its first thousands of steps learning to copy the input, which a short CPU
@@ -25,13 +27,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_file, atomic_output_dir, load_torch_checkpoint, write_json
+from compress.io import atomic_output_dir, write_json
+from compress.models.span import IMG_RANGE, SPAN
+from compress.models.span_checkpoint import save_span
 from compress.sr.evaluate import degrade, score_image, summarize
 from compress.sr.files import list_images, read_image
-from compress.sr.loading import save_span
-from compress.sr.span import IMG_RANGE, SPAN
+from compress.training import TrainingRun
 
-CHECKPOINT_FILE = "last.pt"
 VAL_CROP = 256  # validation scores centre crops of at most this side, to keep it quick
 
 
@@ -41,14 +43,14 @@ class TrainConfig:
 
     scale: int
     channels: int
-    iters: int
+    steps: int
     batch_size: int = 16
     patch_size: int = 48  # low-resolution crop side
     lr: float = 5e-4
     min_lr: float = 1e-6
     seed: int = 0
     val_every: int = 500
-    ckpt_every: int = 500
+    checkpoint_every: int = 500
     init: str = "bilinear"  # or "default" (PyTorch's, as the official code)
 
 
@@ -107,22 +109,18 @@ def init_bilinear_(model: SPAN) -> SPAN:
 
 
 class PatchSampler:
-    """Random high-resolution crops in one of the 8 flips/rotations, paired with their low-resolution inputs."""
+    """Random high-resolution crops in one of the 8 flips/rotations (their low-resolution inputs are made after)."""
 
     def __init__(self, images: dict[str, torch.Tensor], scale: int, patch_size: int, generator: torch.Generator):
         self.hr_size = patch_size * scale
-        for name, image in images.items():
-            if min(image.shape[-2:]) < self.hr_size:
-                raise CompressError(f"image {name} ({image.shape[-1]}x{image.shape[-2]}) is smaller than the "
-                                    f"{self.hr_size}-pixel training crop (lower --patch-size)")
+        check_crop_fits(images, self.hr_size)
         self.images = list(images.values())
-        self.scale = scale
         self.generator = generator
 
     def _randint(self, high: int) -> int:
         return int(torch.randint(high, (1,), generator=self.generator))
 
-    def __call__(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, batch_size: int) -> torch.Tensor:
         patches = []
         for _ in range(batch_size):
             image = self.images[self._randint(len(self.images))]
@@ -131,8 +129,14 @@ class PatchSampler:
             patch = image[:, top : top + self.hr_size, left : left + self.hr_size]
             patch = torch.rot90(patch, self._randint(4), dims=(1, 2))
             patches.append(patch.flip(2) if self._randint(2) else patch)
-        hr = torch.stack(patches)
-        return degrade(hr, self.scale), hr
+        return torch.stack(patches)
+
+
+def check_crop_fits(images: dict[str, torch.Tensor], hr_size: int) -> None:
+    for name, image in images.items():
+        if min(image.shape[-2:]) < hr_size:
+            raise CompressError(f"image {name} ({image.shape[-1]}x{image.shape[-2]}) is smaller than the "
+                                f"{hr_size}-pixel training crop (lower --patch-size)")
 
 
 def _read_folder(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -153,17 +157,18 @@ def validate(model: SPAN, images: dict[str, torch.Tensor]) -> tuple[float, float
     return result.psnr, result.bicubic_psnr
 
 
-def _train_step(model: SPAN, optimizer: torch.optim.Optimizer, sampler: PatchSampler, batch_size: int) -> float:
-    lr, hr = sampler(batch_size)
-    loss = F.l1_loss(model(lr), hr)
+def _train_step(run: TrainingRun, model: Any, optimizer: Any, sampler: PatchSampler, batch_size: int) -> float:
+    """One step on this rank's share of a global batch of crops; the loss as a number."""
+    (hr,) = run.local(sampler(run.global_batch(batch_size)))
+    loss = F.l1_loss(model(degrade(hr, run.unwrap(model).scale)), hr)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    run.accelerator.backward(loss)
     optimizer.step()
     return loss.item()
 
 
 def _check_config(config: TrainConfig) -> None:
-    for name in ("iters", "batch_size", "patch_size", "val_every", "ckpt_every"):
+    for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every"):
         if getattr(config, name) < 1:
             raise CompressError(f"--{name.replace('_', '-')} must be positive, not {getattr(config, name)}")
     if config.init not in ("bilinear", "default"):
@@ -172,13 +177,29 @@ def _check_config(config: TrainConfig) -> None:
         raise CompressError("--init bilinear needs at least 3 channels (it carries the RGB input in 3 of them)")
 
 
-def _check_resumable(checkpoint: dict[str, Any], config: TrainConfig, train_images: list[str], path: Path) -> None:
-    for key, value in dataclasses.asdict(config).items():
-        if checkpoint["config"].get(key) != value:
-            raise CompressError(f"cannot resume {path}: it was made with {key}={checkpoint['config'].get(key)}, "
-                                f"not {value}")
-    if checkpoint["train_images"] != train_images:
-        raise CompressError(f"cannot resume {path}: it was made with other training images")
+class _RunRecord:
+    """The report's running totals in the checkpoint; restoring it first refuses a run made with other settings."""
+
+    def __init__(self, report: TrainReport, path: Path):
+        self.report, self.path = report, path
+        self.loss_sum, self.loss_count = 0.0, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        r = self.report
+        return {"config": dataclasses.asdict(r.config), "train_images": r.train_images,
+                "history": [dataclasses.asdict(p) for p in r.history], "loss_sum": self.loss_sum,
+                "loss_count": self.loss_count, "train_seconds": r.train_seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in dataclasses.asdict(self.report.config).items():
+            if state["config"].get(key) != value:
+                raise CompressError(f"cannot resume {self.path}: it was made with {key}={state['config'].get(key)}, "
+                                    f"not {value}")
+        if state["train_images"] != self.report.train_images:
+            raise CompressError(f"cannot resume {self.path}: it was made with other training images")
+        self.report.history = [ValidationPoint(**point) for point in state["history"]]
+        self.loss_sum, self.loss_count = state["loss_sum"], state["loss_count"]
+        self.report.train_seconds = state["train_seconds"]
 
 
 def train_span(
@@ -190,73 +211,58 @@ def train_span(
     resume: bool = False,
     overwrite: bool = False,
     command: str | None = None,
+    progress: bool = True,
 ) -> TrainReport:
     """Train SPAN on the images in `data` and write it with `training.json` to the folder `out`.
 
-    Checkpoints go to `ckpt_dir` (default: `OUT.ckpt`) every `config.ckpt_every` steps; `resume=True` continues from
-    the last one. Validation scores centre crops of `val_data` (default: the training images).
+    `out` is the run folder (`checkpoint.pt` every `config.checkpoint_every` steps, the log), unless `ckpt_dir`
+    names another one; then `out` receives only the model, atomically, at the end. `resume=True` continues
+    the run. Validation scores centre crops of `val_data` (default: the training images).
     """
     _check_config(config)
     out = Path(out)
-    checkpoint_path = Path(ckpt_dir or f"{out}.ckpt") / CHECKPOINT_FILE
-    if checkpoint_path.exists() and not (resume or overwrite):
-        raise CompressError(f"checkpoint {checkpoint_path} exists: pass --resume to continue it or --overwrite")
-    if resume and not checkpoint_path.is_file():
-        raise CompressError(f"nothing to resume: {checkpoint_path} not found")
+    run_dir = Path(ckpt_dir) if ckpt_dir is not None else out
+    if run_dir != out and out.exists() and not overwrite:
+        raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
     train_images = _read_folder(data)
     val_images = _read_folder(val_data) if val_data is not None else train_images
-
-    with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        torch.manual_seed(config.seed)
-        model = SPAN(channels=config.channels, scale=config.scale).train()
-        if config.init == "bilinear":
-            init_bilinear_(model)
-        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99))
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.iters, eta_min=config.min_lr)
-        generator = torch.Generator().manual_seed(config.seed)
-        sampler = PatchSampler(train_images, config.scale, config.patch_size, generator)
-        report = TrainReport(config, command, list(train_images), list(val_images), train_seconds=0.0)
-        start, loss_sum, loss_count = 0, 0.0, 0
-        if resume:
-            checkpoint = load_torch_checkpoint(checkpoint_path)
-            _check_resumable(checkpoint, config, report.train_images, checkpoint_path)
-            model.load_state_dict(checkpoint["model"])
-            optimizer.load_state_dict(checkpoint["optimizer"])
-            scheduler.load_state_dict(checkpoint["scheduler"])
-            generator.set_state(checkpoint["generator"])
-            report.history = [ValidationPoint(**point) for point in checkpoint["history"]]
-            start, loss_sum, loss_count = checkpoint["step"], checkpoint["loss_sum"], checkpoint["loss_count"]
-            report.train_seconds = checkpoint["train_seconds"]
-
-        def save_checkpoint(step: int) -> None:
-            state = {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "generator": generator.get_state(), "step": step, "config": dataclasses.asdict(config),
-                "train_images": report.train_images, "history": [dataclasses.asdict(p) for p in report.history],
-                "loss_sum": loss_sum, "loss_count": loss_count, "train_seconds": report.train_seconds,
-            }
-            checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_file(checkpoint_path) as tmp_path:
-                torch.save(state, tmp_path)
-
-        progress = tqdm(total=config.iters, initial=start, desc=f"SPAN x{config.scale} C={config.channels}")
-        for step in range(start + 1, config.iters + 1):
-            began = time.perf_counter()
-            loss = _train_step(model, optimizer, sampler, config.batch_size)
-            scheduler.step()
-            report.train_seconds += time.perf_counter() - began
-            loss_sum, loss_count = loss_sum + loss, loss_count + 1
-            progress.update()
-            progress.set_postfix(l1=f"{loss:.4f}", refresh=False)
-            if step % config.val_every == 0 or step == config.iters:
-                psnr, bicubic_psnr = validate(model, val_images)
-                report.history.append(ValidationPoint(step, loss_sum / loss_count, psnr, bicubic_psnr))
-                loss_sum, loss_count = 0.0, 0
-                progress.write(f"step {step}: val Y-PSNR {psnr:.2f} dB (bicubic {bicubic_psnr:.2f} dB)")
-            if step % config.ckpt_every == 0 or step == config.iters:
-                save_checkpoint(step)
-        progress.close()
-
-        save_span(model.eval(), tmp)
-        write_json(tmp / "training.json", report)
+    check_crop_fits(train_images, config.patch_size * config.scale)
+    run = TrainingRun(run_dir, name="sr_train", steps=config.steps, checkpoint_every=config.checkpoint_every,
+                      seed=config.seed, resume=resume, overwrite=overwrite, progress=progress)
+    run.create_folder()
+    torch.manual_seed(config.seed)
+    model = SPAN(channels=config.channels, scale=config.scale).train()
+    if config.init == "bilinear":
+        init_bilinear_(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.99))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps, eta_min=config.min_lr)
+    model, optimizer = run.prepare(model, optimizer)
+    sampler = PatchSampler(train_images, config.scale, config.patch_size, run.generator)
+    report = TrainReport(config, command, list(train_images), list(val_images), train_seconds=0.0)
+    record = _RunRecord(report, run_dir)
+    run.track(record=record, model=model, optimizer=optimizer, scheduler=scheduler)
+    run.restore()
+    for step in run.loop(f"SPAN x{config.scale} C={config.channels}"):
+        began = time.perf_counter()
+        loss = _train_step(run, model, optimizer, sampler, config.batch_size)
+        scheduler.step()
+        report.train_seconds += time.perf_counter() - began
+        record.loss_sum, record.loss_count = record.loss_sum + loss, record.loss_count + 1
+        run.log(loss=loss, lr=scheduler.get_last_lr()[0])
+        if step % config.val_every == 0 or step == config.steps:
+            psnr, bicubic_psnr = validate(run.unwrap(model), val_images)
+            report.history.append(ValidationPoint(step, record.loss_sum / record.loss_count, psnr, bicubic_psnr))
+            record.loss_sum, record.loss_count = 0.0, 0
+            if run.is_main and progress:
+                tqdm.write(f"step {step}: val Y-PSNR {psnr:.2f} dB (bicubic {bicubic_psnr:.2f} dB)")
+    run.finish(f"SPAN x{config.scale} training")
+    if run.is_main:
+        final = run.unwrap(model).eval()
+        if run_dir == out:
+            save_span(final, out)
+            write_json(out / "training.json", report)
+        else:
+            with atomic_output_dir(out, overwrite=overwrite) as tmp:
+                save_span(final, tmp)
+                write_json(tmp / "training.json", report)
     return report

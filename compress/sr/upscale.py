@@ -16,9 +16,9 @@ import torch
 
 from compress.errors import CompressError
 from compress.io import atomic_output_dir
+from compress.models.resolve import load_span
+from compress.models.span import SPAN
 from compress.sr.files import list_images, read_image, to_uint8, write_image
-from compress.sr.loading import load_span
-from compress.sr.span import SPAN
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 24

@@ -1,4 +1,4 @@
-"""Load SPAN weights by registry name, from a folder we wrote, or from a checkpoint file in either layout.
+"""Read and write SPAN weights: a folder we wrote, or a checkpoint file in either layout.
 
 Layouts accepted (each possibly under a `params_ema`, `params` or `model` key, and with a `module.` prefix):
 
@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 
 from compress.errors import CompressError
 from compress.io import load_state_file
-from compress.sr.span import SPAN
+from compress.models.span import SPAN
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -92,28 +92,9 @@ def span_from_state_dict(state: dict, source: str = "checkpoint") -> SPAN:
     return model.eval()
 
 
-def load_span(model_ref: str | os.PathLike | SPAN) -> SPAN:
-    """Load SPAN in eval mode from a registry name (`span-x2`), a folder we wrote, or a checkpoint file.
-
-    A `SPAN` instance is returned as it is, so API functions accept either.
-    """
-    if isinstance(model_ref, SPAN):
-        return model_ref
-    from compress.models.registry import assets_dir, get_spec, is_registered
-
-    ref = str(model_ref)
-    path = Path(ref)
-    if is_registered(ref):
-        spec = get_spec(ref)
-        if spec.family != "span" or spec.asset is None:
-            raise CompressError(f"{ref} is a {spec.family} model, not a SPAN super-resolution model")
-        path = assets_dir(spec.asset)
-        if not (path / WEIGHTS_FILE).is_file():
-            raise CompressError(f"shipped weights for {ref} are missing from {path}")
-    elif not path.exists():
-        if path.suffix or os.sep in ref:
-            raise CompressError(f"model file or folder not found: {ref}")
-        get_spec(ref)  # raises the unknown-model error that lists the known names
+def load_span_path(path: str | os.PathLike) -> SPAN:
+    """Load SPAN in eval mode from a folder we wrote (`model.safetensors`) or a checkpoint file in any layout."""
+    path = Path(path)
     if path.is_dir():
         if not (path / WEIGHTS_FILE).is_file():
             raise CompressError(f"{path} is not a SPAN model folder (no {WEIGHTS_FILE})")

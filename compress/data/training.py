@@ -1,7 +1,7 @@
 """Training data for recovery and distillation, as tensors in memory.
 
 toy family: the digits train split; `cond` is the (frozen) class conditioner's output per image.
-SD family: an image-caption folder (images plus `captions.jsonl`, see calib_data/README.md)
+SD family: an image-caption folder (images plus `captions.jsonl`, see compress/calib_data/README.md)
 encoded once with the pipeline's VAE and text encoder into a safetensors cache on disk.
 """
 
@@ -118,5 +118,5 @@ def training_data(teacher: DiffusionModel, data: str | Path | None, out: Path) -
             raise CompressError("toy-family models train on the shipped digits; leave out --data")
         return toy_training_data(teacher)
     if data is None:
-        raise CompressError("SD-family models need --data IMAGE_CAPTION_FOLDER (see calib_data/README.md)")
+        raise CompressError("SD-family models need --data IMAGE_CAPTION_FOLDER (see compress/calib_data/README.md)")
     return sd_training_data(teacher, Path(data), out / "data_cache.safetensors")

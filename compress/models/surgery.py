@@ -1,12 +1,11 @@
-"""How units are removed: in-place edits of a diffusers UNet, and the pruned stock config.
+"""How units are removed: in-place edits of a diffusers UNet (the bypass mechanics).
 
 One mechanism serves three uses:
   * scoring bypasses a unit in place and restores it (`removed_units`), so no copy of the
     model is made per candidate;
-  * `--granularity block` applies the same edits when `load_unet` reads a plan file;
-  * `--granularity diffusers` applies them, then loads the edited weights strictly into a
-    stock `UNet2DConditionModel` built from the rewritten config (`build_diffusers_unet`).
-    Strict loading proves the config rewrite and the weight name mapping agree.
+  * `--granularity block` applies the same edits when `compress.models.pruned` loads a plan;
+  * `--granularity diffusers` applies them, then `compress.prune.rewrite` loads the edited
+    weights strictly into a stock UNet built from the rewritten config.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from diffusers import UNet2DConditionModel
 from torch import nn
 
 from compress.errors import CompressError
-from compress.models.loading import public_config
-from compress.prune.units import find_units, units_conflict
+from compress.models.units import find_units, units_conflict
 from compress.types import RemovalPlan, Unit
 
 
@@ -132,47 +130,3 @@ def apply_block_plan(unet: UNet2DConditionModel, plan: RemovalPlan) -> None:
     units = find_units(unet, plan.removed, plan.granularity)
     with removed_units(unet, units, restore=False):
         pass
-
-
-def _truncate_stage_lists(config: dict[str, Any], n: int) -> None:
-    """Drop the innermost stage from every per-stage list in a UNet config."""
-    for key, value in list(config.items()):
-        if key == "up_block_types":
-            config[key] = list(value[1:])
-        elif isinstance(value, (list, tuple)) and len(value) == n:
-            config[key] = list(value[:-1])
-
-
-def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
-    """The stock diffusers config of the UNet with `units` (layer/mid/stage kinds) removed."""
-    config = public_config(config)
-    n = len(config["block_out_channels"])
-    layers = config["layers_per_block"]
-    layers = list(layers) if isinstance(layers, (list, tuple)) else [layers] * n
-    for unit in units:
-        if unit.removal == "drop-layer":
-            layers[int(unit.name.split(".")[1])] -= 1
-        elif unit.removal == "drop-mid":
-            config["mid_block_type"] = None
-        elif unit.removal != "drop-stage":
-            raise CompressError(f"unit {unit.name} ({unit.kind}) cannot be expressed in a stock diffusers config; "
-                                "use --granularity block")
-    config["layers_per_block"] = layers if len(set(layers)) > 1 else layers[0]
-    if any(u.removal == "drop-stage" for u in units):
-        _truncate_stage_lists(config, n)
-    return config
-
-
-def build_diffusers_unet(unet: UNet2DConditionModel, units: list[Unit]) -> UNet2DConditionModel:
-    """A stock UNet2DConditionModel without `units`, sharing the original's weight tensors.
-
-    The original `unet` is left edited (its removed modules are gone); callers that need it
-    intact should use `removed_units` instead.
-    """
-    config = pruned_config(unet.config, units)
-    with removed_units(unet, units, restore=False):
-        state = unet.state_dict()
-    with torch.device("meta"):
-        pruned = UNet2DConditionModel.from_config(config)
-    pruned.load_state_dict(state, strict=True, assign=True)
-    return pruned.eval()
