@@ -6,7 +6,8 @@
   precision); an `EMA` is created after that, so its copy lives where the weights it averages live;
 * data: every rank draws the same *global* batch from one seeded generator and keeps its own slice
   (`local`), so N ranks train on N different shares that together are the batch one process would draw;
-  the first log record holds a checksum of each rank's share (`rank_batch_sums`) to show it;
+  the first log record holds a checksum of each rank's share (`rank_batch_sums`) to show it, and every
+  logged loss is the mean over the ranks;
 * the run folder: every rank checks it, only the main process deletes, creates or writes in it, and the
   others wait at a barrier (`create_folder`, `main_process_first`, `finish`);
 * `checkpoint.pt` every `checkpoint_every` steps and at the last, `--resume` from it, and `NAME_log.jsonl`
@@ -142,8 +143,11 @@ class TrainingRun:
         if resume and not (self.out / CHECKPOINT).is_file():
             raise CompressError(f"nothing to resume: {self.out / CHECKPOINT} not found")
         accelerate = require("accelerate", "training")
+        # accelerate makes CPU processes one distributed group (MULTI_CPU over gloo) only when told `cpu=True`;
+        # without it, `accelerate launch --num_processes 2` on a machine without GPUs runs two unrelated jobs.
+        cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
         try:  # under `accelerate launch` this joins the other ranks, so all have checked the folder before
-            self.accelerator = accelerate.Accelerator(mixed_precision=mixed_precision,
+            self.accelerator = accelerate.Accelerator(mixed_precision=mixed_precision, cpu=cpu,
                                                       gradient_accumulation_steps=grad_accum)
         except ValueError as exc:  # e.g. fp16 asked for where the device cannot do it
             raise CompressError(f"--mixed-precision {mixed_precision}: {str(exc).splitlines()[0]}") from None
@@ -250,6 +254,7 @@ class TrainingRun:
                 sums = self.accelerator.gather(torch.tensor([self._batch_sum], device=self.device))
                 self._terms["rank_batch_sums"] = [round(float(s), 6) for s in sums.cpu()]
             first = False
+            self._average_losses()
             if "loss" in self._terms:
                 bar.set_postfix(loss=f"{self._terms['loss']:.5f}", refresh=False)
             if self._log is not None and self._terms:
@@ -257,6 +262,14 @@ class TrainingRun:
             if step % self.checkpoint_every == 0 or step == self.steps:
                 self.save_checkpoint(step)
         bar.close()
+
+    def _average_losses(self) -> None:
+        """Log each `loss*` term as its mean over the ranks (each rank computed it on its own share)."""
+        keys = sorted(k for k, v in self._terms.items() if k.startswith("loss") and isinstance(v, float))
+        if self.world > 1 and keys:
+            values = torch.tensor([self._terms[k] for k in keys], dtype=torch.float64, device=self.device)
+            for key, value in zip(keys, self.accelerator.reduce(values, "mean").tolist(), strict=True):
+                self._terms[key] = value
 
     def finish(self, title: str) -> None:
         """Wait for every rank; the main process plots the log."""
