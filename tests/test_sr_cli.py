@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import span_reference
 import torch
 from click.testing import CliRunner
 from PIL import Image
@@ -123,3 +124,43 @@ def test_existing_output_needs_overwrite(tmp_path, model_dir):
     assert out.read_text() == "keep me"
     assert run("upscale", "--model", model_dir, "--overwrite", image, out).exit_code == 0
     assert Image.open(out).size == (32, 32)
+
+
+def _visible_official_state(channels: int, scale: int, x: torch.Tensor) -> dict:
+    """Random official-layout weights whose output on `x` lies mostly inside [0, 1], so 8-bit output says
+    something (the upsampler is an affine map of the features: rescale it and centre it on 0.5)."""
+    state = span_reference.random_official_state(channels, scale, seed=channels + scale)
+    state["upsampler.0.bias"] = torch.zeros_like(state["upsampler.0.bias"])
+    spread = span_reference.forward(state, x.double(), scale).std().item()
+    state["upsampler.0.weight"] = (state["upsampler.0.weight"] * (0.15 / spread)).contiguous()
+    state["upsampler.0.bias"] = torch.full_like(state["upsampler.0.bias"], 0.5)
+    return state
+
+
+@pytest.mark.parametrize("channels, scale", [(16, 2), (48, 4)])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_upscale_of_an_official_checkpoint_matches_the_reference_in_8_bits(tmp_path, channels, scale, wrapped):
+    write_png(tmp_path / "in.png", 21, 18, seed=scale)
+    x = read_image(tmp_path / "in.png").unsqueeze(0)
+    state = _visible_official_state(channels, scale, x)
+    torch.save({"params": state} if wrapped else state, tmp_path / "official.pth")
+    result = run("upscale", "--model", tmp_path / "official.pth", tmp_path / "in.png", tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    ours = np.asarray(Image.open(tmp_path / "out.png"), dtype=np.int16)
+    reference = span_reference.forward(state, x.double(), scale)[0].clamp(0, 1).mul(255).round()
+    reference = reference.permute(1, 2, 0).numpy().astype(np.int16)
+    assert (reference > 0).mean() > 0.05 and (reference < 255).mean() > 0.05  # not all clipped
+    assert np.abs(ours - reference).max() <= 1
+
+
+def test_export_official_writes_what_loads_back(tmp_path, model_dir):
+    result = run("export-official", "--model", model_dir, tmp_path / "span.pth")
+    assert result.exit_code == 0, result.output
+    state = torch.load(tmp_path / "span.pth", weights_only=True)
+    assert set(state) == {"params"} and "conv_1.eval_conv.weight" in state["params"]
+    x = torch.rand(1, 3, 8, 9)
+    with torch.no_grad():
+        assert torch.equal(load_span(tmp_path / "span.pth")(x), load_span(model_dir)(x))
+    again = run("export-official", "--model", model_dir, tmp_path / "span.pth")
+    assert_user_error(again)
+    assert_user_error(run("export-official", "--model", model_dir, tmp_path / "span.onnx"))

@@ -5,6 +5,9 @@ Module names and the forward pass follow the authors' code (github.com/hongyuany
 
 - The [0, 1] RGB input is normalised as `(x - rgb_mean) * 255`. The upsampler output is returned as it is: there is
   no de-normalisation and no bicubic skip, so the network is trained to output the [0, 1] image directly.
+- `conv_cat` sees [conv_1 out, conv_2 out, block-1 out, SiLU(block 6's first conv output)]: the official block
+  activates that tensor in place before returning it (../shared/DESIGN.md section 6). Models written by compress
+  before this was fixed fed the raw output; `compress.models.span_checkpoint` refuses them.
 - Every 3x3 convolution is a `Conv3XC`: while training, a 1x1 skip plus a 1x1 -> 3x3 -> 1x1 chain at twice the width;
   `SPAN.fuse()` collapses each one exactly into a single 3x3 convolution, the deploy form that is counted, benchmarked
   and exported.
@@ -58,7 +61,7 @@ class Conv3XC(nn.Module):
         weight[:, :, 1, 1] += self.sk.weight.double()[:, :, 0, 0]
         bias += self.sk.bias.double()
 
-        fused = nn.Conv2d(w1.shape[1], w3.shape[0], kernel_size=3, padding=1, device=weight.device)
+        fused = nn.Conv2d(w1.shape[1], w3.shape[0], kernel_size=3, padding=1, device=weight.device, dtype=weight.dtype)
         fused.weight.copy_(weight)
         fused.bias.copy_(bias)
         return fused.to(self.sk.weight.dtype)
@@ -75,9 +78,11 @@ class SPAB(nn.Module):
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the block output and the first convolution's output (SPAN feeds the last block's to `conv_cat`)."""
-        out1 = self.c1_r(x)
-        out3 = self.c3_r(self.act(self.c2_r(self.act(out1))))
+        """Return the block output and SiLU of the first convolution's output (SPAN feeds the last block's to
+        `conv_cat`). The official block applies `SiLU(inplace=True)` and returns that same tensor, so the
+        activated value is what official checkpoints were trained with."""
+        out1 = self.act(self.c1_r(x))
+        out3 = self.c3_r(self.act(self.c2_r(out1)))
         attention = torch.sigmoid(out3) - 0.5
         return (out3 + x) * attention, out1
 

@@ -2,7 +2,7 @@
 
 from compress.models.resolve import load_span
 from compress.models.span import SPAB, SPAN, Conv3XC
-from compress.models.span_checkpoint import save_span, span_from_state_dict
+from compress.models.span_checkpoint import export_official, official_state_dict, save_span, span_from_state_dict
 from compress.sr.cost import SPANCost, span_cost
 from compress.sr.evaluate import SREvalResult, SRImageScore, evaluate_sr
 from compress.sr.train import TrainConfig, TrainReport, train_span
@@ -18,6 +18,8 @@ __all__ = [
     "TrainConfig",
     "TrainReport",
     "deploy_model",
+    "export_official",
+    "official_state_dict",
     "evaluate_sr",
     "load_span",
     "save_span",

@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from compress.clitools import command_line, deprecated_alias, user_errors
+from compress.errors import CompressError
+from compress.io import atomic_file
 
 MODEL_HELP = "registry name (span-x2, span-x4), a folder written by `compress sr train`, or a checkpoint file"
 
@@ -20,6 +22,7 @@ def sr() -> None:
     compress sr eval --model span-x2 --data test_imgs/ --json scores.json
     compress sr upscale --model span-x4 photo.png photo_x4.png
     compress sr info --channels 48 --scale 4
+    compress sr export-official --model span-x2 span_x2.pth   # for spandrel / chaiNNer / BasicSR
     """
 
 
@@ -123,6 +126,37 @@ def upscale_cmd(input_path, output_path, model, scale, tile, overlap, overwrite)
     else:
         upscale_image(model, input_path, output_path, **options)
         click.echo(f"wrote {output_path}")
+
+
+@sr.command("export-official")
+@click.argument("output_path", metavar="OUT")
+@click.option("--model", required=True, help=MODEL_HELP + ".")
+@click.option("--no-params", is_flag=True, help="Save the bare state dict instead of BasicSR's {'params': ...}.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing OUT.")
+@user_errors
+def export_official_cmd(output_path, model, no_params, overwrite) -> None:
+    """Write a model in the official SPAN training layout, for spandrel, chaiNNer, ComfyUI and BasicSR.
+
+    \b
+    OUT is a .pth (under `params` unless --no-params) or a .safetensors file. Every re-parameterisable conv gets
+    its training branches (exact stand-ins for a fused model) and `eval_conv` filled by the exact fuse:
+      compress sr export-official --model span-x4 span_x4_official.pth
+    """
+    from compress.sr import export_official, load_span
+
+    out = Path(output_path)
+    if out.exists() and not overwrite:
+        raise CompressError(f"{out} exists (pass --overwrite to replace it)")
+    if out.suffix not in (".pth", ".pt", ".safetensors"):
+        raise CompressError(f"OUT must end in .pth or .safetensors, not {out.name!r}")
+    if out.suffix == ".safetensors":
+        no_params = True  # safetensors holds tensors only
+    if not out.parent.is_dir():
+        raise CompressError(f"folder not found: {out.parent}")
+    span = load_span(model)
+    with atomic_file(out) as tmp:
+        export_official(span, tmp, wrapper=None if no_params else "params")
+    click.echo(f"wrote {out} (official SPAN layout, C={span.channels}, x{span.scale})")
 
 
 @sr.command("info")
