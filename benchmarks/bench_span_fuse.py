@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from compress.bench.host import cpu_name
 from compress.io import write_json
 from compress.sr import SPAN
 
@@ -64,7 +64,7 @@ def main() -> None:
         "repeats": args.repeats,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
     }
     write_json(args.out, result)
     print(f"{result['model']} at {args.size}x{args.size} on CPU ({result['threads']} threads): "
