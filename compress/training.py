@@ -32,7 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import load_torch_checkpoint
+from compress.io import atomic_file, load_torch_checkpoint
 from compress.optional import require
 
 CHECKPOINT = "checkpoint.pt"
@@ -234,9 +234,8 @@ class TrainingRun:
             return
         state = {key: self._unwrapped(obj).state_dict() for key, obj in self._tracked.items()}
         state.update(generator=self.generator.get_state(), step=step)
-        tmp = self.out / (CHECKPOINT + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.out / CHECKPOINT)
+        with atomic_file(self.out / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
 
     def log(self, **terms: Any) -> None:
         """Values to log for the current step (written once the step's body is done)."""
@@ -246,14 +245,12 @@ class TrainingRun:
         """Yield the step numbers start+1 .. steps; after each: log, progress bar, checkpoint when due."""
         bar = tqdm(range(self.start + 1, self.steps + 1), initial=self.start, total=self.steps, desc=desc,
                    disable=not (self.progress and self.is_main))
-        first = True
         for step in bar:
             self._terms = {}
             yield step
-            if first and self._batch_sum is not None:
+            if step == self.start + 1 and self._batch_sum is not None:
                 sums = self.accelerator.gather(torch.tensor([self._batch_sum], device=self.device))
                 self._terms["rank_batch_sums"] = [round(float(s), 6) for s in sums.cpu()]
-            first = False
             self._average_losses()
             if "loss" in self._terms:
                 bar.set_postfix(loss=f"{self._terms['loss']:.5f}", refresh=False)

@@ -164,12 +164,8 @@ def load_span_path(path: str | os.PathLike) -> SPAN:
     path = Path(path)
     if path.is_dir():
         config = path / CONFIG_FILE
-        if config.is_file():
-            data = read_json(config)
-            if not isinstance(data, dict) or data.get("architecture") != "span":
-                raise CompressError(f"{config} does not describe a SPAN model (expected \"architecture\": \"span\")")
-            if data.get("function") != FUNCTION:
-                raise CompressError(f"{path} {LEGACY}")
+        if config.is_file() and read_json(config).get("function") != FUNCTION:  # create() checked "architecture"
+            raise CompressError(f"{path} {LEGACY}")
         if not (path / WEIGHTS_FILE).is_file():
             raise CompressError(f"{path} is not a SPAN model folder (no {WEIGHTS_FILE})")
         path = path / WEIGHTS_FILE

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from diffusers import UNet2DConditionModel
 
 from compress.errors import CompressError
 from compress.models.loading import public_config
+from compress.models.pruned import build_unet
 from compress.models.surgery import removed_units
 from compress.types import Unit
 
@@ -56,7 +56,6 @@ def build_diffusers_unet(unet: UNet2DConditionModel, units: list[Unit]) -> UNet2
     config = pruned_config(unet.config, units)
     with removed_units(unet, units, restore=False):
         state = unet.state_dict()
-    with torch.device("meta"):
-        pruned = UNet2DConditionModel.from_config(config)
+    pruned = build_unet(config, meta=True)
     pruned.load_state_dict(state, strict=True, assign=True)
     return pruned.eval()

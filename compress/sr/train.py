@@ -14,6 +14,7 @@ run cannot afford. `init="default"` keeps the authors' initialisation; the archi
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import os
@@ -112,8 +113,7 @@ class PatchSampler:
     """Random high-resolution crops in one of the 8 flips/rotations (their low-resolution inputs are made after)."""
 
     def __init__(self, images: dict[str, torch.Tensor], scale: int, patch_size: int, generator: torch.Generator):
-        self.hr_size = patch_size * scale
-        check_crop_fits(images, self.hr_size)
+        self.hr_size = patch_size * scale  # train_span has checked that every image holds such a crop
         self.images = list(images.values())
         self.generator = generator
 
@@ -257,12 +257,9 @@ def train_span(
                 tqdm.write(f"step {step}: val Y-PSNR {psnr:.2f} dB (bicubic {bicubic_psnr:.2f} dB)")
     run.finish(f"SPAN x{config.scale} training")
     if run.is_main:
-        final = run.unwrap(model).eval()
-        if run_dir == out:
-            save_span(final, out)
-            write_json(out / "training.json", report)
-        else:
-            with atomic_output_dir(out, overwrite=overwrite) as tmp:
-                save_span(final, tmp)
-                write_json(tmp / "training.json", report)
+        # in the run folder the files join its state; a separate OUT appears whole, atomically
+        target = contextlib.nullcontext(out) if run_dir == out else atomic_output_dir(out, overwrite=overwrite)
+        with target as folder:
+            save_span(run.unwrap(model).eval(), folder)
+            write_json(folder / "training.json", report)
     return report
