@@ -44,8 +44,26 @@ def models_cmd() -> None:
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="`random`: the exact architecture with seeded random weights (offline, structural work).")
 @click.option("--ratio", type=float, default=None, help="Share of the budget to remove, in (0, 1).")
-@click.option("--budget", type=click.Choice(["params", "macs"]), default="params", show_default=True,
-              help="What the ratio is a share of.")
+@click.option("--budget", type=click.Choice(["latency", "macs", "params"]), default="latency", show_default=True,
+              help="What the ratio is a share of. `latency`: measured on --backend (or --estimate); `macs`: "
+                   "conv + linear + attention matmuls; `params`: weights.")
+@click.option("--backend", default=None,
+              help="Runtime the latency is measured on, a `compress bench` name (ov-cpu, ort-cpu, torch-cpu, "
+                   "torch-cuda, ort-cuda, coreml-...) [default: ov-cpu, else ort-cpu, else torch-cpu].")
+@click.option("--estimate", default=None,
+              help="Predict latency with an NPU roofline profile instead of measuring (a17-pro-ane, "
+                   "sd8gen3-hexagon, core-ultra-npu); the plan is labelled as estimate-based.")
+@click.option("--latency-table", type=click.Path(), default=None,
+              help="Reuse a latency table (OUT/latency_table.json of an earlier prune, or one measured on the "
+                   "target device); refused if it was measured for another UNet, latent size, batch or backend.")
+@click.option("--latency-size", type=int, default=None, help="Latent size latency is measured at [default: the "
+              "UNet's sample_size, 64 for SD-v1.x].")
+@click.option("--latency-batch", type=int, default=1, show_default=True,
+              help="Batch latency is measured at (2 for a guided pipeline that batches cond + uncond).")
+@click.option("--threads", type=int, default=None, help="Runtime threads for latency [default: torch's count].")
+@click.option("--verify-latency", is_flag=True,
+              help="After surgery, time the original and the pruned UNet interleaved on the backend and write "
+                   "measured vs predicted into prune_report.json.")
 @click.option("--granularity", type=click.Choice(["diffusers", "block"]), default="diffusers", show_default=True,
               help="`diffusers`: only removals a stock config expresses (loads in plain diffusers). "
                    "`block`: single blocks and pairs too, saved with a plan that compress.load_unet applies.")
@@ -68,27 +86,47 @@ def models_cmd() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @user_errors
-def prune_cmd(model, weights, init, ratio, budget, granularity, preset, score_mode, combine, calib_samples,
-              calib_steps, calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
-    """Score every removable unit of a UNet and remove the least important ones.
+def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_table, latency_size, latency_batch,
+              threads, verify_latency, granularity, preset, score_mode, combine, calib_samples, calib_steps,
+              calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
+    """Score every removable unit of a UNet and remove the least important ones until RATIO of the budget is gone.
 
     \b
-    Writes OUT/unet (diffusers format), OUT/prune_report.json, OUT/prune_report.md and
-    OUT/importance.png. Example:
+    The default budget is latency on the best runtime installed here: each unit's saving comes from a latency
+    table (every resnet, transformer and sampler timed alone through `compress bench`'s harness, calibrated on
+    two whole UNets), cached in ~/.cache/compress/latency ($COMPRESS_CACHE) and written to OUT.
+    Writes OUT/unet (diffusers format), OUT/prune_report.json, OUT/prune_report.md, OUT/importance.png
+    (scores, and score against latency saving) and OUT/latency_table.json. Examples:
       compress prune --model sd14 --init random --ratio 0.3 --out sd14-pruned
+      compress prune --model sd14 --init random --ratio 0.3 --verify-latency --out sd14-pruned
+      compress prune --model sd14 --ratio 0.3 --latency-table phone_table.json --out sd14-phone
+      compress prune --model sd14 --ratio 0.3 --estimate a17-pro-ane --out sd14-ane
+      compress prune --model sd14 --ratio 0.3 --budget params --out sd14-small
     """
-    from compress.prune import ScoreSettings, prune
+    from compress.prune import LatencySettings, ScoreSettings, prune
 
     settings = ScoreSettings(mode=score_mode, combine=combine, samples=calib_samples, steps=calib_steps,
                              resolution=calib_resolution, guidance=guidance, seed=seed)
+    latency = LatencySettings(backend=backend, estimate=estimate, table=latency_table, resolution=latency_size,
+                              batch=latency_batch, threads=threads, verify=verify_latency)
     report = prune(model, out, ratio=ratio, budget=budget, granularity=granularity, preset=preset, weights=weights,
-                   init=init, score=settings, max_overshoot=max_overshoot, overwrite=overwrite,
+                   init=init, score=settings, latency=latency, max_overshoot=max_overshoot, overwrite=overwrite,
                    progress=not no_progress)
+    click.echo(report.summary)
     click.echo(f"removed {', '.join(report.removed)}")
     click.echo(f"params {report.params_before:,} -> {report.params_after:,} "
                f"({report.params_removed_share:.1%} removed); "
-               f"MACs {report.macs_before / 1e9:.2f} G -> {report.macs_after / 1e9:.2f} G "
-               f"({report.macs_removed_share:.1%} removed)")
+               f"MACs (conv + linear + attention) {(report.macs_before + report.attention_macs_before) / 1e9:.2f} G"
+               f" -> {(report.macs_after + report.attention_macs_after) / 1e9:.2f} G "
+               f"({report.total_macs_removed_share:.1%} removed)")
+    if report.latency_predicted_after_ms is not None:
+        click.echo(f"latency predicted {report.latency_table_before_ms:.1f} ms -> "
+                   f"{report.latency_predicted_after_ms:.1f} ms ({report.latency_saving_predicted:.1%} saved)")
+    if report.latency_after_ms is not None:
+        click.echo(f"latency measured {report.latency_before_ms:.1f} ms -> {report.latency_after_ms:.1f} ms "
+                   f"({report.latency_saving_measured:.1%} saved, "
+                   f"{report.latency_before_ms / report.latency_after_ms:.2f}x; prediction off by "
+                   f"{report.latency_prediction_error:+.1%} of the measured saving)")
     click.echo(f"wrote {out}")
 
 

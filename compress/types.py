@@ -32,8 +32,8 @@ class Record:
 class Unit(Record):
     """A removable part of a UNet: what it is, what removing it means, what it costs.
 
-    kind: resnet | attention | pair | mid | stage | layer
-    removal: pass-through | drop-skip | replace-by-shortcut | drop-mid | drop-stage | drop-layer
+    kind: resnet | attention | pair | mid | stage | layer | attentions (every attention of a stage)
+    removal: pass-through | drop-skip | replace-by-shortcut | drop-mid | drop-stage | drop-layer | drop-attention
     modules: the module paths (in the unmodified UNet) that the removal takes out.
     """
 
@@ -42,7 +42,8 @@ class Unit(Record):
     removal: str
     modules: tuple[str, ...]
     params: int = 0
-    macs: int = 0
+    macs: int = 0  # conv + linear
+    attention_macs: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Unit:
@@ -98,6 +99,24 @@ class PruneReport(Record):
     score_settings: dict[str, Any] = field(default_factory=dict)
     unet_config_before: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # The latency model (every budget records it when a backend or estimate was used): the table's label,
+    # its prediction, and with --verify-latency the original and pruned UNets timed interleaved.
+    summary: str = ""  # the first line of the report and of the CLI output: budget and backend
+    backend: str | None = None
+    threads: int | None = None
+    host: str | None = None
+    latency_label: str | None = None
+    latency_resolution: int = 0
+    latency_batch: int = 0
+    latency_table: str | None = None
+    latency_table_before_ms: float | None = None  # the table's whole-UNet time
+    latency_predicted_after_ms: float | None = None
+    unit_latency_ms: dict[str, float] = field(default_factory=dict)  # each unit's predicted saving alone
+    latency_before_ms: float | None = None  # --verify-latency, measured
+    latency_after_ms: float | None = None
+    latency_saving_predicted: float | None = None
+    latency_saving_measured: float | None = None
+    latency_prediction_error: float | None = None  # (predicted - measured saving) / measured saving
 
     @property
     def params_removed_share(self) -> float:
@@ -106,6 +125,12 @@ class PruneReport(Record):
     @property
     def macs_removed_share(self) -> float:
         return 1 - self.macs_after / self.macs_before
+
+    @property
+    def total_macs_removed_share(self) -> float:
+        """conv + linear + attention matmuls: what `--budget macs` is a share of."""
+        before = self.macs_before + self.attention_macs_before
+        return 1 - (self.macs_after + self.attention_macs_after) / before
 
 
 @dataclass(frozen=True)

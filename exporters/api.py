@@ -76,6 +76,13 @@ def _convert(format: str, config: ExportConfig, directory: Path, fp16: bool, see
                                     chunk=options["chunk"], seed=seed)
 
 
+def write_model_files(config: ExportConfig, format: str, directory: Path, seed: int = 0) -> list[str]:
+    """Only the model files of `format` with its default options, unvalidated (what a latency table times)."""
+    options = {name: value for defaults in FORMAT_OPTIONS.values() for name, value in defaults.items()}
+    _check_options(format, options)
+    return _write(format, config, directory, DEFAULT_FP16[format], seed, options)
+
+
 def _format_options(format: str, files: list[str], options: dict[str, Any]) -> dict[str, Any]:
     """The options recorded in the report: this format's own, plus what a consumer needs to find the files."""
     recorded = {name: options[name] for name in FORMAT_OPTIONS[format]}

@@ -185,6 +185,20 @@ class SpanExportConfig(ExportConfig):
         return {"span": {"scale": self.scale, "channels": self.channels}}
 
 
+class ModuleExportConfig(ExportConfig):
+    """Any module called with positional float tensors: a part of a UNet timed alone for a latency table."""
+
+    family = "module"
+    layout = {"onnx": "model.onnx", "openvino": "model.xml", "coreml": "model.mlpackage"}
+
+    def __init__(self, name: str, module: nn.Module, input_shapes: list[tuple[int, ...]]):
+        inputs = [TensorSpec(f"input_{i}", tuple(shape)) for i, shape in enumerate(input_shapes)]
+        super().__init__(name, module, inputs, [TensorSpec("output", ())])
+
+    def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+        return torch.randn(shape, generator=generator)
+
+
 def _default(value: int | None, default: int) -> int:
     return default if value is None else value
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 from diffusers import UNet2DConditionModel
@@ -10,6 +11,8 @@ from diffusers import UNet2DConditionModel
 from helpers import make_tiny_unet
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Latency tables are cached for the whole session (each model's table is built once), never in ~/.cache.
+os.environ["COMPRESS_CACHE"] = tempfile.mkdtemp(prefix="compress-test-cache-")
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """Surgery is exact: in-place bypass, the block plan reload and the stock diffusers rebuild agree."""
 
+import pytest
 import torch
+from diffusers import UNet2DConditionModel
 
 from compress.models.surgery import PassThroughAttention
+from compress.models.units import units_conflict
 from compress.prune import build_diffusers_unet, enumerate_units, find_units, removed_units
 from helpers import make_tiny_unet, tiny_inputs
 
@@ -42,6 +45,46 @@ def test_stock_diffusers_rebuild_equals_in_place_removal():
         pruned = build_diffusers_unet(original, units)
         assert type(pruned).__name__ == "UNet2DConditionModel"
         torch.testing.assert_close(forward(pruned, inputs), expected, rtol=0, atol=0)
+
+
+ATTENTION_SETS = (["attn.down.0"], ["attn.up.3"], ["attn.mid"], ["attn.down.1", "attn.up.2", "layer.0", "stage.3"],
+                  ["attn.down.0", "attn.down.1", "attn.down.2", "attn.up.1", "attn.up.2", "attn.up.3", "attn.mid"])
+
+
+@pytest.mark.parametrize("names", ATTENTION_SETS, ids="+".join)
+def test_attention_units_are_stock_block_types_bit_exact_with_the_bypass(names, tmp_path):
+    """A stage without attention is diffusers' own attention-free block: it saves, reloads in stock diffusers
+    and computes exactly what the in-place bypass of the same attentions computes."""
+    inputs = tiny_inputs()
+    original = make_tiny_unet()
+    units = find_units(original, names, "diffusers")
+    with removed_units(original, units):
+        expected = forward(original, inputs)
+    pruned = build_diffusers_unet(original, units)
+    pruned.save_pretrained(tmp_path)
+    reloaded = UNet2DConditionModel.from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(forward(reloaded, inputs), expected, rtol=0, atol=0)
+    reference = forward(make_tiny_unet(), inputs)
+    assert not torch.allclose(expected, reference)
+    config = reloaded.config
+    for name in names:
+        side, index = name.split(".")[1], name.split(".")[-1]
+        if side == "down":
+            assert config.down_block_types[int(index)] == "DownBlock2D"
+        elif side == "up":
+            assert config.up_block_types[int(index) - ("stage.3" in names)] == "UpBlock2D"
+        elif side == "mid":
+            assert config.mid_block_type == "UNetMidBlock2D" and len(reloaded.mid_block.resnets) == 1
+    if names == ATTENTION_SETS[-1]:
+        assert not any("attentions" in key for key in reloaded.state_dict())
+
+
+def test_attention_units_conflict_with_what_contains_their_attentions(tiny_unet):
+    units = {u.name: u for u in enumerate_units(tiny_unet, "diffusers")}
+    assert units_conflict(units["attn.down.1"], units["layer.1"])
+    assert units_conflict(units["attn.mid"], units["mid"])
+    assert not units_conflict(units["attn.down.1"], units["attn.up.2"])
+    assert "attn.up.0" not in units and "attn.down.3" not in units  # those stages have no attention
 
 
 def test_pruned_config_is_stock(tiny_unet):

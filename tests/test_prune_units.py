@@ -56,7 +56,9 @@ def test_conflicts_follow_module_containment(tiny_unet):
 
 def test_diffusers_units_and_costs_add_up(tiny_unet):
     units = unit_costs(tiny_unet, enumerate_units(tiny_unet, "diffusers"), 16, 77)
-    assert [u.name for u in units] == ["layer.0", "layer.1", "layer.2", "layer.3", "mid", "stage.3"]
+    assert [u.name for u in units] == ["layer.0", "layer.1", "layer.2", "layer.3", "attn.down.0", "attn.down.1",
+                                       "attn.down.2", "attn.up.1", "attn.up.2", "attn.up.3", "attn.mid", "mid",
+                                       "stage.3"]
     full = cost_without(tiny_unet, [], 16, 77)
     layers = [u for u in units if u.kind == "layer"]
     assert cost_without(tiny_unet, layers, 16, 77).params == full.params - sum(u.params for u in layers)

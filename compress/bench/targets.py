@@ -134,3 +134,15 @@ def resolve_target(ref: str | os.PathLike, *, size: int | None = None, init: str
         return _torch_target(ref, size, init, seed)  # a SPAN checkpoint file
     raise CompressError(f"not found: {ref} (expected an export folder, a .onnx/.xml/.mlpackage file, a registry "
                         "name such as toy or span-x2, or a model folder)")
+
+
+def exported_target(config, format: str, directory: Path) -> Target:
+    """`config`'s model (an `exporters` ExportConfig) as `format` deploys it: written under `directory` for a
+    runtime, or the module itself for torch."""
+    if format == "torch":
+        return Target.from_module(config.name, config.module, config.random_inputs(0))
+    from exporters.api import write_model_files
+
+    files = write_model_files(config, format, directory)
+    paths = [directory / f for f in files if Path(f).suffix in ARTIFACT_SUFFIXES]
+    return Target(config.name, format, paths[:1] if format != "coreml" else paths)

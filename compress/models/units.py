@@ -11,6 +11,11 @@ Naming (indices as in diffusers' module tree):
   layer.I                                           one R+A layer of down stage I together with one
                                                     of its mirrored up stage: the change a stock
                                                     diffusers config expresses by layers_per_block
+  attn.down.I / attn.up.J                           every attention of one stage (CrossAttnDownBlock2D
+                                                    becomes DownBlock2D, CrossAttnUpBlock2D UpBlock2D)
+  attn.mid                                          the mid block's A-R (UNetMidBlock2DCrossAttn becomes
+                                                    the resnet-only UNetMidBlock2D, which stock diffusers
+                                                    builds with one resnet)
 """
 
 from __future__ import annotations
@@ -103,8 +108,23 @@ def _pair_units(singles: list[Unit]) -> list[Unit]:
     return pairs
 
 
+def _attention_units(unet: UNet2DConditionModel) -> list[Unit]:
+    """Per-stage attention removal, as a stock config expresses it (one block type swapped for another)."""
+    units = []
+    for side, blocks in (("down", unet.down_blocks), ("up", unet.up_blocks)):
+        for i, block in enumerate(blocks):
+            if hasattr(block, "attentions"):
+                modules = tuple(f"{side}_blocks.{i}.attentions.{k}" for k in range(len(block.attentions)))
+                units.append(Unit(f"attn.{side}.{i}", "attentions", "drop-attention", modules))
+    mid = unet.mid_block
+    if mid is not None and len(getattr(mid, "attentions", [])) == 1 and len(mid.resnets) == 2:
+        modules = ("mid_block.attentions.0", "mid_block.resnets.1")
+        units.append(Unit("attn.mid", "attentions", "drop-attention", modules))
+    return units
+
+
 def _group_units(unet: UNet2DConditionModel) -> list[Unit]:
-    """Units a stock diffusers config can express: layers, the mid block, the innermost stage."""
+    """Units a stock diffusers config can express: layers, stage attentions, the mid block, the innermost stage."""
     units = []
     n = len(unet.down_blocks)
     for info in stage_infos(unet):
@@ -115,6 +135,7 @@ def _group_units(unet: UNet2DConditionModel) -> list[Unit]:
         if info.has_attention:
             modules += [f"down_blocks.{info.index}.attentions.{k}", f"up_blocks.{j}.attentions.{k}"]
         units.append(Unit(f"layer.{info.index}", "layer", "drop-layer", tuple(sorted(modules))))
+    units += _attention_units(unet)
     if unet.mid_block is not None:
         units.append(Unit("mid", "mid", "drop-mid", ("mid_block",)))
     if _stage_removable(unet):
@@ -131,7 +152,7 @@ def enumerate_units(unet: UNet2DConditionModel, granularity: str) -> list[Unit]:
     if granularity == "diffusers":
         return groups
     singles = _single_units(unet)
-    return singles + _pair_units(singles) + [u for u in groups if u.kind != "layer"]
+    return singles + _pair_units(singles) + [u for u in groups if u.kind in ("mid", "stage")]
 
 
 def units_conflict(a: Unit, b: Unit) -> bool:

@@ -1,11 +1,20 @@
-"""`prune()`: load -> unit graph -> costs -> scores -> selection -> surgery -> report."""
+"""`prune()`: load -> unit graph -> costs (and latency table) -> scores -> selection -> surgery -> report."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+from diffusers import UNet2DConditionModel
+
+from compress.bench.backends import get_backend
+from compress.bench.estimate import get_profile
+from compress.bench.runner import bench
+from compress.bench.targets import exported_target
 from compress.errors import CompressError
 from compress.io import atomic_output_dir
 from compress.models.conditioning import text_tokens
@@ -14,20 +23,62 @@ from compress.models.pruned import save_like
 from compress.models.resolve import load_diffusion_model
 from compress.models.surgery import removed_units
 from compress.models.units import enumerate_units, find_units
-from compress.prune.cost import cost_without, unit_costs
+from compress.prune.cost import LeafCosts, cost_without, unit_costs
+from compress.prune.latency import (
+    LatencyModel,
+    LatencyTable,
+    build_table,
+    default_backend,
+    matched_key,
+    read_table,
+    table_key,
+    usable_backend,
+)
 from compress.prune.presets import preset_units
 from compress.prune.report import plot_importance, write_markdown
-from compress.prune.rewrite import build_diffusers_unet
+from compress.prune.rewrite import pruned_module
 from compress.prune.score import ScoreSettings, score_units
 from compress.prune.select import select_units
 from compress.types import PruneReport, RemovalPlan, Unit
 
-BUDGETS = ("params", "macs")
+BUDGETS = ("latency", "macs", "params")
+TABLE_FILE = "latency_table.json"
+VERIFY_ROUNDS, VERIFY_RUNS = 3, 3
 
 
-def _check_arguments(ratio: float | None, preset: str | None, budget: str, granularity: str) -> None:
+@dataclass(frozen=True)
+class LatencySettings:
+    """Where latency is predicted (a backend, or an NPU roofline profile) and how it is checked."""
+
+    backend: str | None = None  # default: the best runtime installed here (ov-cpu, else ort-cpu, else torch-cpu)
+    estimate: str | None = None  # an NPU profile name (`compress bench --list-profiles`)
+    table: str | None = None  # reuse this latency table (e.g. one measured on the target device)
+    resolution: int | None = None  # latent size; default: the UNet's sample_size
+    batch: int = 1
+    threads: int | None = None  # default: torch's intra-op thread count
+    verify: bool = False  # time the original and the pruned UNet interleaved after surgery
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _check_arguments(ratio: float | None, preset: str | None, budget: str, granularity: str,
+                     latency: LatencySettings) -> None:
     if budget not in BUDGETS:
         raise CompressError(f"--budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
+    if latency.estimate is not None:
+        get_profile(latency.estimate)
+        if latency.backend is not None:
+            raise CompressError("give --backend (measure) or --estimate (roofline profile), not both")
+        if latency.verify:
+            raise CompressError("--verify-latency measures on a backend; an --estimate profile cannot be measured")
+    if latency.backend is not None:
+        get_backend(latency.backend)
+        usable_backend(latency.backend)  # a missing extra is named before any work
+    if latency.table is not None and not Path(latency.table).is_file():
+        raise CompressError(f"--latency-table {latency.table} does not exist")
+    if latency.batch < 1 or (latency.threads is not None and latency.threads < 1):
+        raise CompressError("--latency-batch and --threads must be positive")
     if preset is not None:
         preset_units(preset)
         if granularity != "diffusers":
@@ -39,42 +90,95 @@ def _check_arguments(ratio: float | None, preset: str | None, budget: str, granu
         raise CompressError(f"--ratio must be strictly between 0 and 1, got {ratio}")
 
 
-def _write_output(model: DiffusionModel, units: list[Unit], granularity: str, report: PruneReport, out: Path,
-                  overwrite: bool) -> None:
+def _wants_latency(budget: str, latency: LatencySettings) -> bool:
+    return budget == "latency" or latency.verify or any((latency.backend, latency.estimate, latency.table))
+
+
+def _latency_model(unet: UNet2DConditionModel, units: list[Unit], granularity: str, latency: LatencySettings,
+                   tokens: int, progress: bool) -> tuple[LatencyModel, str | None]:
+    """The latency table to prune by (given, cached or built now) and where it came from."""
+    resolution = latency.resolution or unet.config.sample_size
+    factor = 2 ** (len(unet.config.block_out_channels) - 1)
+    if resolution % factor:
+        raise CompressError(f"--latency-size {resolution} is not divisible by the UNet's factor {factor}")
+    costs = LeafCosts(unet, units, resolution, tokens, latency.batch)
+    threads = latency.threads or torch.get_num_threads()
+    if latency.table is not None:
+        given = read_table(latency.table)
+        backend = given.key.get("backend", "")
+        if latency.backend is not None and latency.backend != backend:
+            raise CompressError(f"latency table {latency.table} was measured on {backend}, not {latency.backend}")
+        wanted = matched_key(unet, resolution, latency.batch, tokens, backend)
+        return LatencyModel(read_table(latency.table, wanted), costs), str(latency.table)
+    backend = None if latency.estimate else (latency.backend or default_backend())
+    key = table_key(unet, resolution, latency.batch, tokens, backend, latency.estimate, threads)
+    return LatencyModel(build_table(unet, units, granularity, costs, key, tokens, progress), costs), None
+
+
+def _verify(unet: UNet2DConditionModel, pruned: UNet2DConditionModel, table: LatencyTable, tokens: int,
+            threads: int) -> tuple[float, float]:
+    """Median ms of the original and the pruned UNet, timed interleaved (rounds alternate) on the table's backend."""
+    from exporters.config import UNetExportConfig
+
+    backend = usable_backend(table.key["backend"])
+    size, batch = table.key["latent"], table.key["batch"]
+    with tempfile.TemporaryDirectory(prefix="compress-verify-") as tmp, torch.no_grad():
+        targets = [exported_target(UNetExportConfig(module, name, batch, size, size, tokens), backend.formats[0],
+                                   Path(tmp) / name) for module, name in ((unet, "original"), (pruned, "pruned"))]
+        results = bench(targets, [backend.name], warmup=1, runs=VERIFY_RUNS, threads=threads, repeat=VERIFY_ROUNDS,
+                        strict=True)
+    return results[0].p50_ms, results[1].p50_ms
+
+
+def _write_output(model: DiffusionModel, pruned: UNet2DConditionModel, units: list[Unit], granularity: str,
+                  report: PruneReport, table: LatencyTable | None, out: Path, overwrite: bool) -> None:
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
-        if granularity == "diffusers":
-            save_like(build_diffusers_unet(model.unet, units), tmp, model.source_dir, report=report,
-                      conditioner=model.conditioner)
+        plan = None if granularity == "diffusers" else RemovalPlan("block", [u.name for u in units])
+        if plan is None:
+            save_like(pruned, tmp, model.source_dir, report=report, conditioner=model.conditioner)
         else:
             with removed_units(model.unet, units):
-                save_like(model.unet, tmp, model.source_dir, plan=RemovalPlan("block", [u.name for u in units]),
-                          report=report, conditioner=model.conditioner)
+                save_like(model.unet, tmp, model.source_dir, plan=plan, report=report, conditioner=model.conditioner)
+        if table is not None:
+            table.save(tmp / TABLE_FILE)
         write_markdown(report, tmp / "prune_report.md")
         plot_importance(report, tmp / "importance.png")
+
+
+def _summary(budget: str, preset: str | None, table: LatencyTable | None) -> str:
+    what = f"preset {preset}" if preset else f"budget: {budget}"
+    if table is None:
+        return f"{what} (no latency model)"
+    return f"{what}; latency {table.label}"
 
 
 def prune(
     model: str | os.PathLike,
     out: str | os.PathLike,
     ratio: float | None = None,
-    budget: str = "params",
+    budget: str = "latency",
     granularity: str = "diffusers",
     preset: str | None = None,
     weights: str | None = None,
     init: str = "pretrained",
     score: ScoreSettings | None = None,
+    latency: LatencySettings | None = None,
     max_overshoot: float = 0.1,
     overwrite: bool = False,
     progress: bool = True,
 ) -> PruneReport:
-    """Prune a diffusers UNet and write `out/unet`, `prune_report.{json,md}` and `importance.png`.
+    """Prune a diffusers UNet and write `out/unet`, `prune_report.{json,md}`, `importance.png` and, when a
+    latency model was used, `latency_table.json`.
 
-    With `preset`, BK-SDM's architecture is built without scoring.
+    `budget="latency"` (the default) removes `ratio` of the UNet's latency on `latency.backend` (default: the
+    best runtime installed here) or on an NPU roofline profile (`latency.estimate`). With `preset`, BK-SDM's
+    architecture is built without scoring.
     """
     started = time.time()
     out = Path(out)
     score = score or ScoreSettings()
-    _check_arguments(ratio, preset, budget, granularity)
+    latency = latency or LatencySettings()
+    _check_arguments(ratio, preset, budget, granularity, latency)
     if out.exists() and not overwrite:
         raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
     loaded = load_diffusion_model(model, weights=weights, init=init, seed=score.seed)
@@ -85,20 +189,26 @@ def prune(
     resolution, tokens = unet.config.sample_size, text_tokens(loaded)
     units = unit_costs(unet, enumerate_units(unet, granularity), resolution, tokens)
     before = cost_without(unet, [], resolution, tokens)
+    speed, table_source = None, None
+    if _wants_latency(budget, latency):
+        speed, table_source = _latency_model(unet, units, granularity, latency, tokens, progress)
     if preset is not None:
         chosen, scores = find_units(unet, preset_units(preset), granularity), []
         chosen = [u for u in units if u.name in {c.name for c in chosen}]
     else:
         scores = score_units(loaded, units, settings, progress=progress)
-        total = before.params if budget == "params" else before.macs
+        macs = LeafCosts(unet, units, resolution, tokens) if budget == "macs" else None
 
         def share(subset: list[Unit]) -> float:
             if budget == "params":  # removals of disjoint modules add up exactly
-                return sum(u.params for u in subset) / total
-            return 1 - cost_without(unet, subset, resolution, tokens).macs / total
+                return sum(u.params for u in subset) / before.params
+            if budget == "macs":
+                return 1 - macs.total_macs(subset) / before.total_macs
+            return speed.saving(subset)
 
         chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot)
     after = cost_without(unet, chosen, resolution, tokens)
+    table = speed.table if speed else None
     report = PruneReport(
         model=loaded.name, ratio_requested=ratio if preset is None else None, budget=budget,
         granularity=granularity, params_before=before.params, params_after=after.params,
@@ -107,8 +217,26 @@ def prune(
         attention_macs_before=before.attention_macs, attention_macs_after=after.attention_macs,
         removed_units=[u.to_dict() for u in chosen],
         score_settings={} if preset else settings.to_dict(),
-        unet_config_before=public_config(unet.config),
+        unet_config_before=public_config(unet.config), summary=_summary(budget, preset, table),
     )
+    if speed is not None:
+        report.backend, report.threads, report.host = table.key["backend"], table.key["threads"], table.key["host"]
+        report.latency_label, report.latency_table = table.label, table_source
+        report.latency_resolution, report.latency_batch = table.key["latent"], table.key["batch"]
+        report.latency_table_before_ms = round(speed.predict_ms([]), 3)
+        report.latency_predicted_after_ms = round(speed.predict_ms(chosen), 3)
+        report.latency_saving_predicted = round(speed.saving(chosen), 4)
+        report.unit_latency_ms = {u.name: round(report.latency_table_before_ms - speed.predict_ms([u]), 3)
+                                  for u in units}
+    pruned = pruned_module(unet, chosen, granularity)
+    if latency.verify:
+        report.threads = latency.threads or torch.get_num_threads()
+        report.latency_before_ms, report.latency_after_ms = (round(v, 3) for v in _verify(
+            unet, pruned, table, tokens, report.threads))
+        report.latency_saving_measured = round(1 - report.latency_after_ms / report.latency_before_ms, 4)
+        if report.latency_saving_measured != 0:
+            report.latency_prediction_error = round(
+                (report.latency_saving_predicted - report.latency_saving_measured) / report.latency_saving_measured, 4)
     report.seconds = round(time.time() - started, 1)
-    _write_output(loaded, chosen, granularity, report, out, overwrite)
+    _write_output(loaded, pruned, chosen, granularity, report, table, out, overwrite)
     return report

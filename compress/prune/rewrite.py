@@ -27,6 +27,23 @@ def _truncate_stage_lists(config: dict[str, Any], n: int) -> None:
             config[key] = list(value[:-1])
 
 
+ATTENTION_FREE = {"CrossAttnDownBlock2D": "DownBlock2D", "CrossAttnUpBlock2D": "UpBlock2D",
+                  "UNetMidBlock2DCrossAttn": "UNetMidBlock2D"}
+
+
+def _drop_attention(config: dict[str, Any], name: str) -> None:
+    """attn.down.I / attn.up.J / attn.mid: the block's type becomes its attention-free stock twin."""
+    _, side, *index = name.split(".")
+    key = "mid_block_type" if side == "mid" else f"{side}_block_types"
+    if side == "mid":
+        current = config.get(key) or "UNetMidBlock2DCrossAttn"
+        config[key] = ATTENTION_FREE[current]
+    else:
+        types = list(config[key])
+        types[int(index[0])] = ATTENTION_FREE[types[int(index[0])]]
+        config[key] = types
+
+
 def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
     """The stock diffusers config of the UNet with `units` (layer/mid/stage kinds) removed."""
     config = public_config(config)
@@ -38,6 +55,8 @@ def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
             layers[int(unit.name.split(".")[1])] -= 1
         elif unit.removal == "drop-mid":
             config["mid_block_type"] = None
+        elif unit.removal == "drop-attention":
+            _drop_attention(config, unit.name)
         elif unit.removal != "drop-stage":
             raise CompressError(f"unit {unit.name} ({unit.kind}) cannot be expressed in a stock diffusers config; "
                                 "use --granularity block")
@@ -48,14 +67,25 @@ def pruned_config(config: dict[str, Any], units: list[Unit]) -> dict[str, Any]:
 
 
 def build_diffusers_unet(unet: UNet2DConditionModel, units: list[Unit]) -> UNet2DConditionModel:
-    """A stock UNet2DConditionModel without `units`, sharing the original's weight tensors.
-
-    The original `unet` is left edited (its removed modules are gone); callers that need it
-    intact should use `removed_units` instead.
-    """
+    """A stock UNet2DConditionModel without `units`, sharing the original's weight tensors (the original is
+    left intact, so both can be timed side by side)."""
     config = pruned_config(unet.config, units)
-    with removed_units(unet, units, restore=False):
+    with removed_units(unet, units):
         state = unet.state_dict()
     pruned = build_unet(config, meta=True)
     pruned.load_state_dict(state, strict=True, assign=True)
+    return pruned.eval()
+
+
+def pruned_module(unet: UNet2DConditionModel, units: list[Unit], granularity: str) -> UNet2DConditionModel:
+    """The pruned UNet as its own module, sharing the original's weight tensors; the original stays intact.
+
+    At `diffusers` granularity it is the stock UNet that ships; at `block` granularity a replica with the bypasses.
+    """
+    if granularity == "diffusers":
+        return build_diffusers_unet(unet, units)
+    pruned = build_unet(public_config(unet.config), meta=True)
+    pruned.load_state_dict(unet.state_dict(), strict=True, assign=True)
+    with removed_units(pruned, units, restore=False):
+        pass
     return pruned.eval()
