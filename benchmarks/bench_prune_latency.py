@@ -1,0 +1,132 @@
+"""Does `compress prune` make SD faster? Every budget and the BK presets, timed interleaved in one run.
+
+    python benchmarks/bench_prune_latency.py --work /tmp/prune_latency
+
+1. `compress prune --model sd14 --init random --ratio 0.3` with the default budget (latency on the best local
+   runtime) and a cold latency table (a fresh cache under --work): wall time, scoring time, peak RSS.
+2. The same scores drive `--budget macs` and `--budget params` at 0.3; the BK-SDM presets need none.
+3. All seven UNets are exported to OpenVINO IR and timed on ov-cpu, 2 threads, batch 1, at the default 64x64
+   latent, in rounds that alternate between the models (`compress bench`'s `repeat`), so a slow spell of the
+   machine lands on different models in different rounds.
+Prints each model's latency ratio original/pruned (target for the default budget: >= 1.43) and the default
+prune's predicted saving against the measured one (target: within 10%). Writes
+benchmarks/results/prune_latency_sd14.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="scratch folder (models, IR, latency cache)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=2, help="timed calls per model per round")
+    args = parser.parse_args()
+    if args.work.exists():
+        shutil.rmtree(args.work)
+    args.work.mkdir(parents=True)
+    os.environ["COMPRESS_CACHE"] = str(args.work / "cache")  # a cold table
+
+    import torch
+
+    from compress.bench import bench
+    from compress.bench.host import cpu_name
+    from compress.bench.targets import exported_target
+    from compress.models.resolve import load_diffusion_model
+    from compress.prune import LatencySettings, ScoreSettings, pipeline, prune
+    from compress.types import UnitScore
+    from exporters.config import UNetExportConfig
+
+    torch.set_num_threads(args.threads)
+    measured: dict[str, float] = {}
+    score_units = pipeline.score_units
+
+    def timed_scores(model, *a, **kw):
+        began = time.time()
+        scores = score_units(model, *a, **kw)
+        measured["scoring_seconds"] = round(time.time() - began, 1)
+        measured["model_fp32_gib"] = sum(p.numel() for p in model.unet.parameters()) * 4 / 2**30
+        return scores
+
+    pipeline.score_units = timed_scores
+    began = time.time()
+    default = prune("sd14", args.work / "latency-0.3", ratio=0.3, init="random", score=ScoreSettings(),
+                    latency=LatencySettings(threads=args.threads))
+    cold_seconds = round(time.time() - began, 1)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    cached = [UnitScore.from_dict(s) for s in default.scores]
+    pipeline.score_units = lambda *a, **kw: cached
+    variants = {"latency-0.3": default}
+    for name, kwargs in (("macs-0.3", {"ratio": 0.3, "budget": "macs"}),
+                         ("params-0.3", {"ratio": 0.3, "budget": "params"}),
+                         ("bk-base", {"preset": "bk-base"}), ("bk-small", {"preset": "bk-small"}),
+                         ("bk-tiny", {"preset": "bk-tiny"})):  # the warm table gives every variant a prediction
+        variants[name] = prune("sd14", args.work / name, init="random", progress=False,
+                               latency=LatencySettings(backend=default.backend, threads=args.threads), **kwargs)
+    targets = []
+    for name, folder in [("original", "sd14"), *((n, str(args.work / n)) for n in variants)]:
+        model = load_diffusion_model(folder, init="random" if folder == "sd14" else "pretrained", seed=0)
+        config = UNetExportConfig(model.unet, name, 1, 64, 64, 77)
+        with torch.no_grad():
+            targets.append(exported_target(config, "openvino", args.work / "ir" / name))
+        del model, config
+    results = bench(targets, ["ov-cpu"], warmup=1, runs=args.runs, threads=args.threads, repeat=args.rounds,
+                    strict=True)
+    base = results[0].p50_ms
+    rows = []
+    for result, (name, report) in zip(results[1:], variants.items(), strict=True):
+        measured_saving = 1 - result.p50_ms / base
+        predicted = report.latency_saving_predicted
+        rows.append({
+            "variant": name, "removed": report.removed, "p50_ms": round(result.p50_ms, 1),
+            "ratio_original_over_pruned": round(base / result.p50_ms, 3),
+            "round_ratios_vs_reference": result.detail.get("round_ratios"),
+            "params_removed": round(report.params_removed_share, 4),
+            "macs_removed_incl_attention": round(report.total_macs_removed_share, 4),
+            "latency_saving_predicted": predicted, "latency_saving_measured": round(measured_saving, 4),
+            "prediction_error_of_saving": round((predicted - measured_saving) / measured_saving, 4),
+        })
+    result = {
+        "command": "python benchmarks/bench_prune_latency.py --work " + str(args.work),
+        "host": {"cpu": cpu_name(), "threads": args.threads, "cores": os.cpu_count(),
+                 "runtime": results[0].detail.get("runtime"),
+                 "inference_precision": results[0].detail.get("compiled", {}).get("INFERENCE_PRECISION_HINT")},
+        "latent": 64, "batch": 1, "rounds": args.rounds, "runs_per_round": args.runs,
+        "original_p50_ms": round(base, 1),
+        "default_prune": {"summary": default.summary, "cold_table_seconds_total": cold_seconds,
+                          "scoring_seconds": measured["scoring_seconds"],
+                          "peak_rss_gib": round(peak_gib, 2), "model_fp32_gib": round(measured["model_fp32_gib"], 2),
+                          "peak_over_model_fp32": round(peak_gib / measured["model_fp32_gib"], 2)},
+        "variants": rows,
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "prune_latency_sd14.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = ["# Pruned SD-v1.4 UNets on ov-cpu, timed interleaved", "", f"`{result['command']}`", "",
+             f"Host: {result['host']}; 64x64 latent, batch 1; {args.rounds} alternating rounds x {args.runs} timed "
+             f"calls; original p50 {base:.0f} ms. Default prune: {default.summary}; cold table + scoring + surgery "
+             f"{cold_seconds:.0f} s (scoring {measured['scoring_seconds']:.0f} s), peak RSS {peak_gib:.1f} GiB = "
+             f"{result['default_prune']['peak_over_model_fp32']:.2f}x the fp32 model.", "",
+             "| variant | removed | params removed | MACs removed (incl. attention) | ratio original/pruned | "
+             "saving predicted | saving measured |", "|---|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {', '.join(row['removed'])} | {row['params_removed']:.1%} | "
+                     f"{row['macs_removed_incl_attention']:.1%} | **{row['ratio_original_over_pruned']:.2f}x** | "
+                     f"{row['latency_saving_predicted']:.1%} | {row['latency_saving_measured']:.1%} |")
+    (RESULTS / "prune_latency_sd14.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
