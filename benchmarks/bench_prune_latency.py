@@ -32,10 +32,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=2, help="timed calls per model per round")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the pruned models already in --work (their reports hold the cold-run figures)")
     args = parser.parse_args()
-    if args.work.exists():
+    if args.work.exists() and not args.reuse:
         shutil.rmtree(args.work)
-    args.work.mkdir(parents=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(args.work / "ir", ignore_errors=True)
     os.environ["COMPRESS_CACHE"] = str(args.work / "cache")  # a cold table
 
     import torch
@@ -60,11 +63,23 @@ def main() -> None:
         return scores
 
     pipeline.score_units = timed_scores
+    from compress.models.pruned import read_prune_report
+
+    reused = args.reuse and (args.work / "latency-0.3" / "prune_report.json").is_file()
     began = time.time()
-    default = prune("sd14", args.work / "latency-0.3", ratio=0.3, init="random", score=ScoreSettings(),
-                    latency=LatencySettings(threads=args.threads))
-    cold_seconds = round(time.time() - began, 1)
-    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    if reused:  # the cold run's figures, written by this script's earlier run
+        default = read_prune_report(args.work / "latency-0.3")
+        cold = args.work / "cold_run.json"
+        measured.update(json.loads(cold.read_text()) if cold.is_file() else
+                        {"cold_seconds": default.seconds, "peak_gib": None, "scoring_seconds": None,
+                         "model_fp32_gib": None})  # an earlier run without the record: its report's own time
+    else:
+        default = prune("sd14", args.work / "latency-0.3", ratio=0.3, init="random", score=ScoreSettings(),
+                        latency=LatencySettings(threads=args.threads))
+        measured["cold_seconds"] = round(time.time() - began, 1)
+        measured["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        (args.work / "cold_run.json").write_text(json.dumps(measured))
+    cold_seconds, peak_gib = measured["cold_seconds"], measured["peak_gib"]
     cached = [UnitScore.from_dict(s) for s in default.scores]
     pipeline.score_units = lambda *a, **kw: cached
     variants = {"latency-0.3": default}
@@ -72,7 +87,10 @@ def main() -> None:
                          ("params-0.3", {"ratio": 0.3, "budget": "params"}),
                          ("bk-base", {"preset": "bk-base"}), ("bk-small", {"preset": "bk-small"}),
                          ("bk-tiny", {"preset": "bk-tiny"})):  # the warm table gives every variant a prediction
-        variants[name] = prune("sd14", args.work / name, init="random", progress=False,
+        if reused and (args.work / name / "prune_report.json").is_file():
+            variants[name] = read_prune_report(args.work / name)
+            continue
+        variants[name] = prune("sd14", args.work / name, init="random", progress=False, overwrite=True,
                                latency=LatencySettings(backend=default.backend, threads=args.threads), **kwargs)
     targets = []
     for name, folder in [("original", "sd14"), *((n, str(args.work / n)) for n in variants)]:
@@ -105,9 +123,9 @@ def main() -> None:
         "latent": 64, "batch": 1, "rounds": args.rounds, "runs_per_round": args.runs,
         "original_p50_ms": round(base, 1),
         "default_prune": {"summary": default.summary, "cold_table_seconds_total": cold_seconds,
-                          "scoring_seconds": measured["scoring_seconds"],
-                          "peak_rss_gib": round(peak_gib, 2), "model_fp32_gib": round(measured["model_fp32_gib"], 2),
-                          "peak_over_model_fp32": round(peak_gib / measured["model_fp32_gib"], 2)},
+                          "scoring_seconds": measured["scoring_seconds"], "peak_rss_gib": peak_gib,
+                          "model_fp32_gib": measured["model_fp32_gib"],
+                          "peak_over_model_fp32": peak_gib and round(peak_gib / measured["model_fp32_gib"], 2)},
         "variants": rows,
         "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
@@ -116,8 +134,8 @@ def main() -> None:
     lines = ["# Pruned SD-v1.4 UNets on ov-cpu, timed interleaved", "", f"`{result['command']}`", "",
              f"Host: {result['host']}; 64x64 latent, batch 1; {args.rounds} alternating rounds x {args.runs} timed "
              f"calls; original p50 {base:.0f} ms. Default prune: {default.summary}; cold table + scoring + surgery "
-             f"{cold_seconds:.0f} s (scoring {measured['scoring_seconds']:.0f} s), peak RSS {peak_gib:.1f} GiB = "
-             f"{result['default_prune']['peak_over_model_fp32']:.2f}x the fp32 model.", "",
+             f"{cold_seconds:.0f} s (scoring {measured['scoring_seconds']} s), peak RSS {peak_gib} GiB = "
+             f"{result['default_prune']['peak_over_model_fp32']}x the fp32 model.", "",
              "| variant | removed | params removed | MACs removed (incl. attention) | ratio original/pruned | "
              "saving predicted | saving measured |", "|---|---|---:|---:|---:|---:|---:|"]
     for row in rows:
