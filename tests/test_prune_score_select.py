@@ -1,11 +1,13 @@
 """Importance scores (LD-Pruner) and the selection rule."""
 
+import contextlib
+
 import pytest
 import torch
 
 from compress.errors import CompressError
 from compress.models.loading import DiffusionModel
-from compress.prune import ScoreSettings, enumerate_units, find_units, score_units, select_units
+from compress.prune import ScoreSettings, enumerate_units, find_units, score, score_units, select_units
 from compress.prune.score import combine_shifts
 from compress.types import Unit
 from helpers import make_tiny_unet
@@ -42,6 +44,23 @@ def test_scores_are_deterministic_for_a_seed(mode):
     other = ScoreSettings(mode=mode, samples=4, steps=2, resolution=16, guidance=2.0, seed=4).resolved(model)
     assert [s.score for s in score_units(model, enumerate_units(model.unet, "diffusers"), other,
                                          progress=False)] != pytest.approx(runs[0], abs=1e-6)
+
+
+@pytest.mark.parametrize("granularity", ["diffusers", "block"])
+def test_replayed_leading_blocks_give_the_scores_a_full_forward_gives(granularity, monkeypatch):
+    model = tiny_model()
+    units = enumerate_units(model.unet, granularity)
+    settings = SETTINGS.resolved(model)
+    calls = []  # real computations inside the first down block
+    model.unet.down_blocks[0].resnets[0].register_forward_hook(lambda *_: calls.append(1))
+    replayed = {s.unit: s.score for s in score_units(model, units, settings, progress=False)}
+    replayed_calls = len(calls)
+    monkeypatch.setattr(score._PrefixCache, "replaying", lambda self, unit: contextlib.nullcontext())
+    computed = {s.unit: s.score for s in score_units(model, units, settings, progress=False)}
+    assert replayed == pytest.approx(computed, rel=1e-6, abs=1e-9)
+    assert 0 < replayed_calls < len(calls) - replayed_calls  # units after the first block did not recompute it
+    up_unit = next(u for u in units if all(p.startswith("up_blocks") for p in u.modules))
+    assert score._PrefixCache(model.unet).unchanged(up_unit) == len(model.unet.down_blocks) + 1
 
 
 def test_combine_modes():

@@ -5,7 +5,10 @@ are per-element statistics over the calibration samples (Castells et al., CVPRW 
 
   step mode (default, cheap): the original model runs one short guided DDIM trajectory from
       shared noise; its inputs at each timestep are cached with its outputs. Each candidate
-      is then one conditional denoiser call per cached timestep.
+      is then one conditional denoiser call per cached timestep, and the top-level blocks that run
+      before the candidate's first module (the down path, for an up-path unit) replay the
+      original's recorded outputs instead of recomputing them: the same numbers, about a quarter
+      less compute for SD.
   trajectory mode (faithful): each candidate runs the whole guided sampling run from the same
       noise, and the final latents are compared.
 
@@ -14,6 +17,8 @@ Units are bypassed in place (`removed_units`), never copied.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
 import torch
@@ -70,6 +75,45 @@ def combine_shifts(mean_shift: float, std_shift: float, combine: str) -> float:
             "product": mean_shift * std_shift}[combine]
 
 
+class _PrefixCache:
+    """Outputs of the top-level blocks (down blocks, then the mid block) from the original's step-mode calls."""
+
+    def __init__(self, unet: torch.nn.Module):
+        self.blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else [])]
+        self.names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + ["mid_block"]
+        self.outputs: list[list] = [[] for _ in self.blocks]
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        handles = [block.register_forward_hook(lambda _m, _a, out, i=i: self.outputs[i].append(out))
+                   for i, block in enumerate(self.blocks)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def unchanged(self, unit: Unit) -> int:
+        """How many leading top-level blocks removing `unit` leaves untouched (they run before it)."""
+        for i, name in enumerate(self.names):
+            if any(path == name or path.startswith(name + ".") for path in unit.modules):
+                return i
+        return len(self.blocks)
+
+    @contextmanager
+    def replaying(self, unit: Unit) -> Iterator[None]:
+        """The untouched leading blocks return their recorded outputs, call by call, instead of computing."""
+        patched = self.blocks[:self.unchanged(unit)]
+        for block, outputs in zip(patched, self.outputs, strict=False):
+            replay = iter(outputs)
+            block.forward = lambda *_a, _replay=replay, **_k: next(_replay)
+        try:
+            yield
+        finally:
+            for block in patched:
+                del block.forward
+
+
 class _Calibration:
     """Shared noise, conditioning and scheduler; runs the UNet in batches."""
 
@@ -96,14 +140,16 @@ class _Calibration:
         eps = eps_cond if g == 1.0 else self.denoise(x, t, self.uncond) * (1 - g) + eps_cond * g
         return self.scheduler.step(eps, t, x).prev_sample
 
-    def trajectory(self, record: bool = False) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Guided DDIM from the shared noise: the final latents and, if asked, each step's (input, eps)."""
+    def trajectory(self, prefix: _PrefixCache | None = None
+                   ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Guided DDIM from the shared noise: the final latents and each step's (input, conditional eps); with
+        `prefix`, the conditional calls' block outputs are recorded into it."""
         x = self.noise * self.scheduler.init_noise_sigma
         steps = []
         for t in self.scheduler.timesteps:
-            eps_cond = self.denoise(x, t, self.cond)
-            if record:
-                steps.append((x, eps_cond))
+            with prefix.recording() if prefix else nullcontext():
+                eps_cond = self.denoise(x, t, self.cond)
+            steps.append((x, eps_cond))
             x = self.guided_step(x, t, eps_cond)
         return x, steps
 
@@ -122,21 +168,25 @@ def score_units(model: DiffusionModel, units: list[Unit], settings: ScoreSetting
     timesteps = list(calib.scheduler.timesteps)
     per_unit = len(timesteps) * (1 if settings.mode == "step" else (2 if settings.guidance != 1.0 else 1))
     bar = tqdm(total=per_unit * (len(units) + 1), desc="scoring units", unit="call", disable=not progress)
-    final_ref, cached = calib.trajectory(record=True)
+    prefix = _PrefixCache(model.unet) if settings.mode == "step" else None
+    final_ref, cached = calib.trajectory(prefix)
     bar.update(per_unit)
     scores = []
     for unit in units:
         bar.set_postfix_str(unit.name)
         with removed_units(model.unet, [unit]):
-            if settings.mode == "step":
-                pairs = [(eps, calib.denoise(x, t, calib.cond)) for (x, eps), t in zip(cached, timesteps, strict=True)]
+            if prefix is not None:
+                with prefix.replaying(unit):
+                    pairs = [(eps, calib.denoise(x, t, calib.cond))
+                             for (x, eps), t in zip(cached, timesteps, strict=True)]
             else:
                 pairs = [(final_ref, calib.trajectory()[0])]
         shifts = [_shifts(ref, mod) for ref, mod in pairs]
         mean_shift = sum(s[0] for s in shifts) / len(shifts)
         std_shift = sum(s[1] for s in shifts) / len(shifts)
         scores.append(UnitScore(unit.name, unit.kind, unit.params, unit.macs,
-                                combine_shifts(mean_shift, std_shift, settings.combine), mean_shift, std_shift))
+                                combine_shifts(mean_shift, std_shift, settings.combine), mean_shift, std_shift,
+                                unit.attention_macs))
         bar.update(per_unit)
     bar.close()
     return scores
