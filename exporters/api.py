@@ -76,11 +76,12 @@ def _convert(format: str, config: ExportConfig, directory: Path, fp16: bool, see
                                     chunk=options["chunk"], seed=seed)
 
 
-def write_model_files(config: ExportConfig, format: str, directory: Path, seed: int = 0) -> list[str]:
+def write_model_files(config: ExportConfig, format: str, directory: Path, seed: int = 0, fp16: bool | None = None
+                      ) -> list[str]:
     """Only the model files of `format` with its default options, unvalidated (what a latency table times)."""
     options = {name: value for defaults in FORMAT_OPTIONS.values() for name, value in defaults.items()}
     _check_options(format, options)
-    return _write(format, config, directory, DEFAULT_FP16[format], seed, options)
+    return _write(format, config, directory, DEFAULT_FP16[format] if fp16 is None else fp16, seed, options)
 
 
 def _format_options(format: str, files: list[str], options: dict[str, Any]) -> dict[str, Any]:

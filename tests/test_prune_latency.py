@@ -17,7 +17,16 @@ from compress.models.sd import SD14_UNET_CONFIG
 from compress.models.units import enumerate_units, units_conflict
 from compress.prune import LatencySettings, ScoreSettings, prune
 from compress.prune.cost import LeafCosts, cost_without, measure
-from compress.prune.latency import LatencyModel, LatencyTable, build_table, cache_path, read_table, table_key
+from compress.prune.latency import (
+    LatencyModel,
+    LatencyTable,
+    build_table,
+    cache_path,
+    read_table,
+    table_key,
+    weights_released,
+)
+from compress.prune.rewrite import pruned_module
 from helpers import make_tiny_unet, tiny_inputs
 
 FAST = ScoreSettings(samples=4, steps=2)
@@ -172,3 +181,16 @@ def test_verify_latency_times_both_unets_on_the_backend(tiny_unet_dir, tmp_path)
     assert table.key["threads"] == 1 and table.key["runtime"].startswith("onnxruntime")
     assert len(table.leaves) == len(LeafCosts(make_tiny_unet(), enumerate_units(make_tiny_unet(), "diffusers"),
                                               16, 77).all_calls())
+
+
+def test_released_weights_of_a_unet_and_its_pruned_view_come_back_bit_exact(tiny_unet, tmp_path):
+    units = [u for u in enumerate_units(tiny_unet, "diffusers") if u.name == "mid"]
+    pruned = pruned_module(tiny_unet, units, "diffusers")
+    before = {k: v.clone() for k, v in tiny_unet.state_dict().items()}
+    tiny_unet.conv_in.weight.detach().numpy()  # as a runtime's converter does: the storage can no longer resize
+    with weights_released((tiny_unet, pruned), tmp_path):
+        assert tiny_unet.conv_in.weight.numel() == 0 and pruned.conv_in.weight.numel() == 0
+    assert not list(tmp_path.iterdir())
+    assert all(torch.equal(before[k], v) for k, v in tiny_unet.state_dict().items())
+    assert torch.equal(pruned.conv_in.weight, before["conv_in.weight"])
+    assert pruned.conv_in.weight.data_ptr() == tiny_unet.conv_in.weight.data_ptr()  # shared again

@@ -136,13 +136,13 @@ def resolve_target(ref: str | os.PathLike, *, size: int | None = None, init: str
                         "name such as toy or span-x2, or a model folder)")
 
 
-def exported_target(config, format: str, directory: Path) -> Target:
+def exported_target(config, format: str, directory: Path, fp16: bool | None = None) -> Target:
     """`config`'s model (an `exporters` ExportConfig) as `format` deploys it: written under `directory` for a
-    runtime, or the module itself for torch."""
+    runtime, or the module itself for torch. `fp16` overrides the format's default weight storage."""
     if format == "torch":
         return Target.from_module(config.name, config.module, config.random_inputs(0))
     from exporters.api import write_model_files
 
-    files = write_model_files(config, format, directory)
+    files = write_model_files(config, format, directory, fp16=fp16)
     paths = [directory / f for f in files if Path(f).suffix in ARTIFACT_SUFFIXES]
     return Target(config.name, format, paths[:1] if format != "coreml" else paths)
