@@ -61,6 +61,7 @@ class UnitScore(Record):
     score: float
     mean_shift: float  # ||mu_orig - mu_mod||_2, averaged over calibration timesteps
     std_shift: float  # ||sigma_orig - sigma_mod||_2
+    attention_macs: int = 0  # attention matmuls, on top of `macs` (conv + linear)
 
 
 @dataclass(frozen=True)

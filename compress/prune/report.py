@@ -58,11 +58,13 @@ def write_markdown(report: PruneReport, path: Path) -> None:
         lines.append("")
     if report.scores:
         lines += ["## Importance (LD-Pruner score, low = safe to remove)", "",
-                  "| unit | kind | params | MACs | latency saving | score | mean shift | std shift | removed |",
+                  "| unit | kind | params | MACs (incl. attention) | latency saving | score | mean shift | std shift "
+                  "| removed |",
                   "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
         for s in sorted(report.scores, key=lambda s: s["score"]):
             saving = report.unit_latency_ms.get(s["unit"])
-            lines.append(f"| {s['unit']} | {s['kind']} | {_m(s['params'])} | {_g(s['macs'])} | "
+            macs = s["macs"] + s.get("attention_macs", 0)
+            lines.append(f"| {s['unit']} | {s['kind']} | {_m(s['params'])} | {_g(macs)} | "
                          f"{'' if saving is None else f'{saving:.1f} ms'} | {s['score']:.4g} | "
                          f"{s['mean_shift']:.4g} | {s['std_shift']:.4g} | {'x' if s['unit'] in removed else ''} |")
     path.write_text("\n".join(lines) + "\n")
