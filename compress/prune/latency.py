@@ -8,7 +8,8 @@ exported alone in the backend's format (the exporters' own code), loaded and tim
 UNets calibrate the line: the original, and one with about half its latency removed (the units with the
 largest leaf time first). The remainder `fixed` is conv_in/out, the time embedding, the skip concatenations and
 the per-call overhead. One table then predicts every removal set, and `--verify-latency` checks the
-prediction on the pruned model it chose.
+prediction on the pruned model it chose. While a runtime compiles and times a whole UNet, the torch weights
+wait in a file (`weights_released`), so a prune holds one copy of the model plus the runtime's, not two.
 
 With `estimate=PROFILE` the same leaves are costed by the NPU roofline model instead (`compress bench
 --estimate`): no measurement, and labelled as an estimate everywhere.
