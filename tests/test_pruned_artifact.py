@@ -18,7 +18,7 @@ FAST = ScoreSettings(samples=4, steps=2)
 @pytest.fixture(scope="module")
 def block_folder(tmp_path_factory):
     out = tmp_path_factory.mktemp("pruned") / "block"
-    prune("toy", out, ratio=0.2, granularity="block", init="random", score=FAST, progress=False)
+    prune("toy", out, ratio=0.2, granularity="block", budget="params", init="random", score=FAST, progress=False)
     return out
 
 
