@@ -44,7 +44,7 @@ from compress.bench.estimate import estimate as roofline
 from compress.bench.estimate import estimate_label, get_profile
 from compress.bench.host import cpu_name
 from compress.bench.runner import bench_one
-from compress.bench.targets import exported_target
+from compress.bench.targets import Target, exported_target
 from compress.errors import CompressError
 from compress.io import atomic_file, read_json
 from compress.models.loading import public_config
@@ -238,25 +238,34 @@ def weights_released(modules: Iterable[torch.nn.Module], directory: Path) -> Ite
         path.unlink()
 
 
+@contextmanager
+def exported_for_timing(configs: list, format: str, directory: Path, release: tuple[torch.nn.Module, ...] = ()
+                        ) -> Iterator[list[Target]]:
+    """`configs` exported in `format` under `directory`, to be timed inside the block.
+
+    `release`: modules whose weights are freed while the runtime compiles and times the exports (see
+    `weights_released`; nothing is freed for torch, which runs the modules themselves). An OpenVINO IR then stores
+    the weights in fp16, which the runtime decompresses when it compiles (the compiled graph computes at the same
+    precision; SD-v1.4 on ov-cpu here: 8.0 s either way), so the file the runtime maps is half the size.
+    """
+    release = release if format != "torch" else ()
+    fp16 = True if release and format == "openvino" else None
+    targets = [exported_target(config, format, directory / str(i), fp16=fp16) for i, config in enumerate(configs)]
+    with weights_released(release, directory) if release else nullcontext():
+        yield targets
+
+
 def time_config(config, key: dict[str, Any], warmup: int, runs: int, release: tuple[torch.nn.Module, ...] = ()
                 ) -> float:
-    """Median milliseconds of one call of an export config's model on the key's backend (or its estimate).
-
-    `release`: modules whose weights are freed while the runtime compiles and times the export (see
-    `weights_released`); for OpenVINO its IR then stores the weights in fp16, which the runtime decompresses when
-    it compiles (the compiled graph computes at the same precision; SD-v1.4 on ov-cpu here: 8.0 s either way), so
-    the file the runtime maps is half the size.
-    """
+    """Median milliseconds of one call of an export config's model on the key's backend (or its estimate);
+    `release` as in `exported_for_timing`."""
     with tempfile.TemporaryDirectory(prefix="compress-latency-") as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.export's notes on its own deprecations
         if key["backend"].startswith("estimate:"):
             target = exported_target(config, "torch", Path(tmp))
             return roofline(target, key["backend"].split(":", 1)[1], ESTIMATE_PRECISION).p50_ms
         backend = get_backend(key["backend"])
-        format = backend.formats[0]
-        fp16 = True if release and format == "openvino" else None
-        target = exported_target(config, format, Path(tmp), fp16=fp16)
-        with weights_released(release, Path(tmp)) if release and format != "torch" else nullcontext():
+        with exported_for_timing([config], backend.formats[0], Path(tmp), release) as (target,):
             return bench_one(target, backend, warmup=warmup, runs=runs, threads=key["threads"]).p50_ms
 
 

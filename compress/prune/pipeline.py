@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from diffusers import UNet2DConditionModel
 from compress.bench.backends import get_backend
 from compress.bench.estimate import get_profile
 from compress.bench.runner import bench
-from compress.bench.targets import exported_target
 from compress.errors import CompressError
 from compress.io import atomic_output_dir
 from compress.models.conditioning import text_tokens
@@ -30,11 +28,11 @@ from compress.prune.latency import (
     LatencyTable,
     build_table,
     default_backend,
+    exported_for_timing,
     matched_key,
     read_table,
     table_key,
     usable_backend,
-    weights_released,
 )
 from compress.prune.presets import preset_units
 from compress.prune.report import plot_importance, write_markdown
@@ -124,15 +122,12 @@ def _verify(unet: UNet2DConditionModel, pruned: UNet2DConditionModel, table: Lat
 
     backend = usable_backend(table.key["backend"])
     size, batch = table.key["latent"], table.key["batch"]
-    format = backend.formats[0]
-    on_disk = format != "torch"  # the runtime holds its own copy: park the torch weights (see weights_released)
-    with tempfile.TemporaryDirectory(prefix="compress-verify-") as tmp, torch.no_grad():
-        targets = [exported_target(UNetExportConfig(module, name, batch, size, size, tokens), format,
-                                   Path(tmp) / name, fp16=True if format == "openvino" else None)
-                   for module, name in ((unet, "original"), (pruned, "pruned"))]
-        with weights_released((unet, pruned), Path(tmp)) if on_disk else nullcontext():
-            results = bench(targets, [backend.name], warmup=1, runs=VERIFY_RUNS, threads=threads,
-                            repeat=VERIFY_ROUNDS, strict=True)
+    configs = [UNetExportConfig(module, name, batch, size, size, tokens)
+               for module, name in ((unet, "original"), (pruned, "pruned"))]
+    with (tempfile.TemporaryDirectory(prefix="compress-verify-") as tmp, torch.no_grad(),
+          exported_for_timing(configs, backend.formats[0], Path(tmp), release=(unet, pruned)) as targets):
+        results = bench(targets, [backend.name], warmup=1, runs=VERIFY_RUNS, threads=threads, repeat=VERIFY_ROUNDS,
+                        strict=True)
     return results[0].p50_ms, results[1].p50_ms
 
 

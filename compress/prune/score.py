@@ -79,8 +79,9 @@ class _PrefixCache:
     """Outputs of the top-level blocks (down blocks, then the mid block) from the original's step-mode calls."""
 
     def __init__(self, unet: torch.nn.Module):
-        self.blocks = [*unet.down_blocks, *([unet.mid_block] if unet.mid_block is not None else [])]
-        self.names = [f"down_blocks.{i}" for i in range(len(unet.down_blocks))] + ["mid_block"]
+        named = [(f"down_blocks.{i}", block) for i, block in enumerate(unet.down_blocks)]
+        named += [("mid_block", unet.mid_block)] if unet.mid_block is not None else []
+        self.names, self.blocks = [n for n, _ in named], [b for _, b in named]
         self.outputs: list[list] = [[] for _ in self.blocks]
 
     @contextmanager
