@@ -127,7 +127,8 @@ def main() -> None:
             "prediction_error_of_saving": round((predicted - measured_saving) / measured_saving, 4),
         })
     result = {
-        "command": "python benchmarks/bench_prune_latency.py --work " + str(args.work),
+        "command": (f"python benchmarks/bench_prune_latency.py --work {args.work} --rounds {args.rounds} "
+                    f"--runs {args.runs}" + " --reuse" * args.reuse),
         "host": {"cpu": cpu_name(), "threads": args.threads, "cores": os.cpu_count(),
                  "runtime": rounds[0]["runtime"], "inference_precision": rounds[0]["inference_precision"]},
         "latent": 64, "batch": 1, "rounds": args.rounds, "runs_per_round": args.runs,
@@ -163,17 +164,17 @@ def time_rounds(ir: Path, rounds: int, runs: int, threads: int, out: Path) -> No
     from compress.bench import bench
     from compress.bench.targets import resolve_target
 
-    names = sorted((p.name for p in ir.iterdir()), key=lambda n: n != "original")
+    names = sorted((p.name for p in ir.iterdir()), key=lambda n: (n != "original", n))
     targets = {n: resolve_target(next((ir / n).rglob("*.xml"))) for n in names}
     measured = []
     for index in range(rounds):
         order = names[index % len(names):] + names[:index % len(names)]
         results = {n: bench([targets[n]], ["ov-cpu"], warmup=1, runs=runs, threads=threads, strict=True)[0]
                    for n in order}
-        first = results[names[0]]
+        original = results["original"]
         measured.append({"order": order, "p50_ms": {n: r.p50_ms for n, r in results.items()},
-                         "runtime": first.detail.get("runtime"),
-                         "inference_precision": str(first.detail.get("compiled", {}).get("INFERENCE_PRECISION_HINT"))})
+                         "runtime": original.detail.get("runtime"), "inference_precision": str(
+                             original.detail.get("compiled", {}).get("INFERENCE_PRECISION_HINT"))})
         print(f"round {index + 1}/{rounds}: " + ", ".join(f"{n} {r.p50_ms:.0f} ms" for n, r in results.items()),
               flush=True)
     out.write_text(json.dumps(measured, indent=1) + "\n")

@@ -15,7 +15,7 @@ set -euo pipefail
 COMPRESS=${COMPRESS:-compress}
 THREADS=${THREADS:-2}
 # 0.25, not the CLI's 0.15: with the CI machine's cores oversubscribed, self-checks moved up to 20%
-# (benchmarks/results/gate_stability_repeat3_load2.md); a regression of 25% is still caught, and a baseline twice as fast (+100%) must fail.
+# (benchmarks/results/gate_stability_repeat3_load2.md).
 MAX_REGRESSION=${MAX_REGRESSION:-0.25}
 REPEAT=${REPEAT:-3}
 work=$(mktemp -d)
