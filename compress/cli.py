@@ -61,6 +61,9 @@ def models_cmd() -> None:
 @click.option("--latency-batch", type=int, default=1, show_default=True,
               help="Batch latency is measured at (2 for a guided pipeline that batches cond + uncond).")
 @click.option("--threads", type=int, default=None, help="Runtime threads for latency [default: torch's count].")
+@click.option("--latency-margin", type=float, default=0.1, show_default=True,
+              help="With --budget latency, aim at a predicted saving of RATIO x (1 + margin) where a removal set "
+                   "reaches it, so that a prediction optimistic by up to this fraction still delivers RATIO.")
 @click.option("--verify-latency", is_flag=True,
               help="After surgery, time the original and the pruned UNet interleaved on the backend and write "
                    "measured vs predicted into prune_report.json.")
@@ -87,8 +90,8 @@ def models_cmd() -> None:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @user_errors
 def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_table, latency_size, latency_batch,
-              threads, verify_latency, granularity, preset, score_mode, combine, calib_samples, calib_steps,
-              calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
+              threads, latency_margin, verify_latency, granularity, preset, score_mode, combine, calib_samples,
+              calib_steps, calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
     """Score every removable unit of a UNet and remove the least important ones until RATIO of the budget is gone.
 
     \b
@@ -108,7 +111,8 @@ def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_ta
     settings = ScoreSettings(mode=score_mode, combine=combine, samples=calib_samples, steps=calib_steps,
                              resolution=calib_resolution, guidance=guidance, seed=seed)
     latency = LatencySettings(backend=backend, estimate=estimate, table=latency_table, resolution=latency_size,
-                              batch=latency_batch, threads=threads, verify=verify_latency)
+                              batch=latency_batch, threads=threads, verify=verify_latency,
+                              margin=latency_margin)
     report = prune(model, out, ratio=ratio, budget=budget, granularity=granularity, preset=preset, weights=weights,
                    init=init, score=settings, latency=latency, max_overshoot=max_overshoot, overwrite=overwrite,
                    progress=not no_progress)

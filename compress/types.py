@@ -116,6 +116,7 @@ class PruneReport(Record):
     latency_before_ms: float | None = None  # --verify-latency, measured
     latency_after_ms: float | None = None
     latency_saving_predicted: float | None = None
+    latency_margin: float | None = None  # a latency plan aimed at ratio x (1 + margin) predicted
     latency_saving_measured: float | None = None
     latency_prediction_error: float | None = None  # (predicted - measured saving) / measured saving
 

@@ -90,6 +90,7 @@ def _corrupt_folder(tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--model", "toy", "--ratio", "0"], "--ratio must be strictly between 0 and 1"),
     (["--model", "toy", "--ratio", "1.5"], "--ratio must be strictly between 0 and 1"),
+    (["--model", "toy", "--ratio", "0.3", "--latency-margin", "-0.1"], "--latency-margin must be in [0, 1)"),
     (["--model", "no-such-model", "--ratio", "0.3"], "unknown model"),
     (["--model", "sd14", "--weights", "/no/such/folder", "--ratio", "0.3"], "--weights path not found"),
     (["--model", "CORRUPT", "--ratio", "0.3"], "cannot read safetensors file"),

@@ -98,6 +98,17 @@ def test_exhaustive_selection_picks_lowest_score_within_the_window():
     assert [u.name for u in select_units(UNITS, scores, 0.3, share, max_overshoot=0.2)] == ["d"]
 
 
+def test_margin_prefers_sets_that_reach_the_aim_and_falls_back_to_the_ratio():
+    scores = {"a": 5.0, "b": 1.0, "c": 1.0, "d": 0.1}
+    # aim 0.3 x 1.2 = 0.36: {b, c} (0.35) no longer qualifies; d (0.40) reaches it with the lowest score
+    assert [u.name for u in select_units(UNITS, scores, 0.3, share, max_overshoot=0.1, margin=0.2)] == ["d"]
+    # aim 0.65 x 1.2 = 0.78 is out of reach (at most 0.65): the ratio alone decides
+    assert [u.name for u in select_units(UNITS, scores, 0.65, share, margin=0.2)] == ["a", "b", "c"]
+    units = [_unit(f"u{i}", 5, (f"m.{i}",)) for i in range(20)]
+    greedy = select_units(units, {u.name: 1.0 for u in units}, 0.3, share, margin=0.2)
+    assert share(greedy) >= 0.36
+
+
 def test_unreachable_ratio_is_a_clear_error():
     with pytest.raises(CompressError, match="cannot be reached"):
         select_units(UNITS, dict.fromkeys("abcd", 1.0), 0.9, share)

@@ -57,6 +57,7 @@ class LatencySettings:
     batch: int = 1
     threads: int | None = None  # default: torch's intra-op thread count
     verify: bool = False  # time the original and the pruned UNet interleaved after surgery
+    margin: float = 0.1  # a latency plan aims at ratio x (1 + margin) predicted (see select.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +80,8 @@ def _check_arguments(ratio: float | None, preset: str | None, budget: str, granu
         raise CompressError(f"--latency-table {latency.table} does not exist")
     if latency.batch < 1 or (latency.threads is not None and latency.threads < 1):
         raise CompressError("--latency-batch and --threads must be positive")
+    if not 0.0 <= latency.margin < 1.0:
+        raise CompressError(f"--latency-margin must be in [0, 1), got {latency.margin}")
     if preset is not None:
         preset_units(preset)
         if granularity != "diffusers":
@@ -207,7 +210,8 @@ def prune(
                 return 1 - macs.total_macs(subset) / before.total_macs
             return speed.saving(subset)
 
-        chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot)
+        margin = latency.margin if budget == "latency" else 0.0  # params and MACs are counted, not predicted
+        chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot, margin)
     after = cost_without(unet, chosen, resolution, tokens)
     table = speed.table if speed else None
     report = PruneReport(
@@ -227,6 +231,7 @@ def prune(
         report.latency_table_before_ms = round(speed.predict_ms([]), 3)
         report.latency_predicted_after_ms = round(speed.predict_ms(chosen), 3)
         report.latency_saving_predicted = round(speed.saving(chosen), 4)
+        report.latency_margin = latency.margin if budget == "latency" and preset is None else None
         report.unit_latency_ms = {u.name: round(report.latency_table_before_ms - speed.predict_ms([u]), 3)
                                   for u in units}
     pruned = pruned_module(unet, chosen, granularity)

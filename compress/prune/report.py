@@ -21,6 +21,11 @@ def _latency_lines(report: PruneReport) -> list[str]:
     lines = [f"- latency ({report.latency_label}) at a {report.latency_resolution}x{report.latency_resolution} "
              f"latent, batch {report.latency_batch}: predicted {report.latency_table_before_ms:.1f} ms -> "
              f"{report.latency_predicted_after_ms:.1f} ms (saving {report.latency_saving_predicted:.1%})"]
+    if report.latency_margin:
+        aim = report.ratio_requested * (1 + report.latency_margin)
+        lines.append(f"- the plan aimed at a predicted saving of {aim:.1%} (ratio x {1 + report.latency_margin:g}, "
+                     "--latency-margin) where a removal set reaches it, so "
+                     "that an optimistic prediction still delivers the ratio")
     if report.latency_table:
         lines.append(f"- latency table: {report.latency_table}")
     if report.latency_before_ms is not None:

@@ -5,6 +5,11 @@ the innermost stage) are searched exhaustively; among removal sets whose share l
 [ratio, ratio + max_overshoot) the one with the lowest total score wins (scores of single units
 are not additive, but their sum ranks sets well enough to pick among a handful). Larger spaces
 (block granularity) use a greedy pass by score per unit of cost, then drop what is not needed.
+
+Where the share is a prediction (latency), `margin` asks for a share of ratio x (1 + margin) when some set
+reaches it: a plan predicted to save exactly the ratio misses it whenever the prediction is optimistic, which
+on measured whole-UNet removals of SD-v1.4 it was by up to 5.7 points of latency (bk-small: 35.8% predicted,
+30.1% measured). The ratio itself stays the floor.
 """
 
 from __future__ import annotations
@@ -52,8 +57,11 @@ def select_units(
     ratio: float,
     share: Callable[[list[Unit]], float],
     max_overshoot: float = 0.1,
+    margin: float = 0.0,
 ) -> list[Unit]:
-    """Units to remove; `share(units)` gives the removed share of the budget for a set."""
+    """Units to remove; `share(units)` gives the removed share of the budget for a set, which must reach `ratio`
+    and, where a set can, `ratio * (1 + margin)`."""
+    aim = ratio * (1 + margin)
     if len(units) <= EXHAUSTIVE_LIMIT:
         candidates = [(share(s), sum(scores[u.name] for u in s), s) for s in _compatible_sets(units)]
         feasible = [c for c in candidates if c[0] >= ratio]
@@ -61,10 +69,14 @@ def select_units(
             best = max((c[0] for c in candidates), default=0.0)
             raise CompressError(f"--ratio {ratio} cannot be reached: this search space removes at most "
                                 f"{best:.3f} of the budget (try --granularity block or a smaller ratio)")
-        window = [c for c in feasible if c[0] < ratio + max_overshoot]
+        floor = aim if any(c[0] >= aim for c in feasible) else ratio
+        feasible = [c for c in feasible if c[0] >= floor]
+        window = [c for c in feasible if c[0] < floor + max_overshoot]
         pick = min(window, key=lambda c: (c[1], c[0])) if window else min(feasible, key=lambda c: (c[0], c[1]))
         return sorted(pick[2], key=lambda u: u.name)
-    chosen = _greedy(units, scores, ratio, share)
+    chosen = _greedy(units, scores, aim, share)
+    if share(chosen) < aim:
+        chosen = _greedy(units, scores, ratio, share)
     if share(chosen) < ratio:
         largest = _greedy(units, dict.fromkeys((u.name for u in units), 1.0), 1.0, share)  # biggest first
         raise CompressError(f"--ratio {ratio} cannot be reached at this granularity "
