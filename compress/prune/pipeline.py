@@ -196,6 +196,8 @@ def prune(
     speed, table_source = None, None
     if _wants_latency(budget, latency):
         speed, table_source = _latency_model(unet, units, granularity, latency, tokens, progress)
+    # a latency share is predicted, so a latency plan aims above the ratio; params and MACs are counted
+    margin = latency.margin if budget == "latency" and preset is None else None
     if preset is not None:
         chosen, scores = find_units(unet, preset_units(preset), granularity), []
         chosen = [u for u in units if u.name in {c.name for c in chosen}]
@@ -210,8 +212,7 @@ def prune(
                 return 1 - macs.total_macs(subset) / before.total_macs
             return speed.saving(subset)
 
-        margin = latency.margin if budget == "latency" else 0.0  # params and MACs are counted, not predicted
-        chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot, margin)
+        chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot, margin or 0.0)
     after = cost_without(unet, chosen, resolution, tokens)
     table = speed.table if speed else None
     report = PruneReport(
@@ -231,7 +232,7 @@ def prune(
         report.latency_table_before_ms = round(speed.predict_ms([]), 3)
         report.latency_predicted_after_ms = round(speed.predict_ms(chosen), 3)
         report.latency_saving_predicted = round(speed.saving(chosen), 4)
-        report.latency_margin = latency.margin if budget == "latency" and preset is None else None
+        report.latency_margin = margin
         report.unit_latency_ms = {u.name: round(report.latency_table_before_ms - speed.predict_ms([u]), 3)
                                   for u in units}
     pruned = pruned_module(unet, chosen, granularity)
