@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from compress.bench.cli import bench_cmd, npu_check_cmd
+from compress.bench.cli import bench_cmd, compare_cmd, npu_check_cmd
 from compress.clitools import user_errors
 from compress.evaluate.cli import eval_cmd
 from compress.sr.cli import sr
@@ -277,5 +277,6 @@ def run() -> None:
 main.add_command(sr)
 main.add_command(eval_cmd)
 main.add_command(bench_cmd)
+main.add_command(compare_cmd)
 main.add_command(npu_check_cmd)
 main.add_command(export_cmd)

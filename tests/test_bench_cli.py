@@ -114,22 +114,45 @@ def test_estimates_are_labelled_in_json_markdown_and_plot(tiny, tmp_path):
     assert sum("ESTIMATE" in text for text in texts) >= 6
 
 
-def test_gate_passes_twice_against_its_own_baseline_and_fails_against_a_faster_one(tiny, tmp_path):
-    baseline = tmp_path / "baseline.json"
-    saved = run("bench", tiny, "--backend", "ort-cpu", *FAST, "--save-baseline", baseline)
-    assert saved.exit_code == 0, saved.output
+COMPARE = ["--rounds", "4", "--pairs", "6", "--calls", "200", "--threads", "1"]  # a call takes ~20 us
+
+
+def test_compare_passes_the_same_build_twice_and_fails_a_genuinely_slower_one(tmp_path):
+    build, again = tiny_onnx(tmp_path / "a" / "tiny.onnx"), tiny_onnx(tmp_path / "b" / "tiny.onnx")
+    slower = tiny_onnx(tmp_path / "slow" / "tiny.onnx", batch=16)  # sixteen images per call: real extra work
     for _ in range(2):
-        again = run("bench", tiny, "--backend", "ort-cpu", *FAST, "--baseline", baseline)
-        assert again.exit_code == 0, again.output
-        assert "gate PASS" in again.output
+        same = run("compare", again, "--against", build, "--backend", "ort-cpu", *COMPARE,
+                   "--json", tmp_path / "same.json")
+        assert same.exit_code == 0, same.output
+        assert "gate PASS" in same.output
+    [entry] = json.loads((tmp_path / "same.json").read_text())["comparisons"]
+    assert entry["status"] == "ok" and entry["host"]["backend"] == "ort-cpu" and len(entry["pair_ratios"]) == 4
+    failed = run("compare", slower, "--against", build, "--backend", "ort-cpu", *COMPARE)
+    assert failed.exit_code == 1, failed.output
+    assert "| regression |" in failed.output and "gate FAIL" in failed.output
+
+
+def test_compare_bad_input_is_one_error_line(tiny, tmp_path):
+    assert "--against" in assert_one_error(run("compare", tiny, "--backend", "ort-cpu"))
+    assert "same format" in assert_one_error(run("compare", tiny, "--against", tiny_openvino(tmp_path / "t.xml")))
+    assert "--rounds" in assert_one_error(run("compare", tiny, "--against", tiny, "--rounds", "1"))
+
+
+def test_stored_gate_fails_an_unmeasured_entry_and_refuses_another_host_class(tiny, tmp_path):
+    other = tiny_onnx(tmp_path / "other" / "tiny2.onnx")
+    baseline = tmp_path / "baseline.json"
+    saved = run("bench", tiny, other, "--backend", "ort-cpu", *FAST, "--save-baseline", baseline)
+    assert saved.exit_code == 0, saved.output
+    missing = run("bench", tiny, "--backend", "ort-cpu", *FAST, "--baseline", baseline)
+    assert missing.exit_code == 1, missing.output
+    assert "| tiny2.onnx | ort-cpu |" in missing.output and "missing" in missing.output
     data = json.loads(baseline.read_text())
     for entry in data["entries"]:
-        entry["ratio"] *= 0.7  # a baseline 30% faster than this machine really is
-    faster = tmp_path / "faster.json"
-    faster.write_text(json.dumps(data))
-    failed = run("bench", tiny, "--backend", "ort-cpu", *FAST, "--baseline", faster)
-    assert failed.exit_code == 1, failed.output
-    assert "regression" in failed.output and "gate FAIL" in failed.output
+        entry["host"]["cpu"] = "another CPU"
+    moved = tmp_path / "moved.json"
+    moved.write_text(json.dumps(data))
+    assert "another host class" in assert_one_error(
+        run("bench", tiny, other, "--backend", "ort-cpu", *FAST, "--baseline", moved))
 
 
 def test_npu_check_exit_code_says_whether_something_blocks(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from test_bench_graphs import TINY_FLOPS, TinyTorch
 from compress.bench import Backend, Target, gate, save_baseline, summarise
 from compress.bench import runner as runner_module
 from compress.bench.backends import Session
+from compress.bench.compare import compare, paired_change
 from compress.errors import CompressError
 from compress.types import BenchResult
 
@@ -95,13 +97,14 @@ def test_gate_passes_within_the_allowed_regression_and_fails_beyond_it(tmp_path)
     assert "FAIL" in slower.table() and "+20.0%" in slower.table()
 
 
-def test_gate_remeasures_a_regression_and_fails_only_if_it_reproduces(tmp_path):
+def test_gate_remeasures_a_regression_and_judges_the_median_of_its_measurements(tmp_path):
     baseline = tmp_path / "baseline.json"
     save_baseline([result("a", "ort-cpu", 1.0)], baseline)
-    burst = iter([1.02])  # the first measurement hit a burst of load; the next one is normal
+    burst = iter([1.02, 1.0])  # the first measurement hit a burst of load; the next ones are normal
     report = gate([result("a", "ort-cpu", 1.5)], baseline, 0.15,
                   remeasure=lambda r: result(r.target, r.backend, next(burst)), confirm=2)
-    assert report.passed and report.rows[0].measurements == 2 and report.rows[0].ratio == pytest.approx(1.02)
+    # the median of 1.5 and 1.02 (1.26) still regresses, so a third measurement decides: median 1.02
+    assert report.passed and report.rows[0].measurements == 3 and report.rows[0].ratio == pytest.approx(1.02)
     measured = []
 
     def still_slow(r):
@@ -115,14 +118,32 @@ def test_gate_remeasures_a_regression_and_fails_only_if_it_reproduces(tmp_path):
         gate([], baseline, confirm=-1)
 
 
-def test_gate_reports_new_and_missing_entries_and_ignores_estimates(tmp_path):
+def test_gate_fails_an_unmeasured_baseline_entry_unless_allowed_and_ignores_estimates(tmp_path):
     baseline = tmp_path / "baseline.json"
     save_baseline([result("a", "ort-cpu", 1.0), result("gone", "ort-cpu", 1.0)], baseline)
     estimate = dataclasses.replace(result("a", "estimate:a17-pro-ane", 9.0), estimate=True)
-    report = gate([result("a", "ort-cpu", 1.0), result("new", "ort-cpu", 5.0), estimate], baseline)
+    measured = [result("a", "ort-cpu", 1.0), result("new", "ort-cpu", 5.0), estimate]
+    report = gate(measured, baseline)
     statuses = {(row.target, row.backend): row.status for row in report.rows}
     assert statuses == {("a", "ort-cpu"): "ok", ("new", "ort-cpu"): "new", ("gone", "ort-cpu"): "missing"}
-    assert report.passed
+    assert not report.passed and "gate FAIL" in report.table()
+    assert gate(measured, baseline, allow_missing=True).passed
+
+
+def test_gate_refuses_a_baseline_from_another_host_class_unless_allowed(tmp_path):
+    baseline = tmp_path / "baseline.json"
+    save_baseline([result("a", "ort-cpu", 1.0)], baseline)
+    data = json.loads(baseline.read_text())
+    assert data["entries"][0]["host"]["threads"] == 2 and "runtime" in data["entries"][0]["host"]
+    for change in ({"cpu": "another CPU"}, {"isa": ["avx2"]}, {"runtime": "onnxruntime 0.1"}):
+        other = tmp_path / "other.json"
+        data["entries"][0]["host"] = {**json.loads(baseline.read_text())["entries"][0]["host"], **change}
+        other.write_text(json.dumps(data))
+        with pytest.raises(CompressError, match="another host class"):
+            gate([result("a", "ort-cpu", 1.0)], other)
+        assert gate([result("a", "ort-cpu", 1.0)], other, allow_other_host=True).passed
+    with pytest.raises(CompressError, match="another host class"):  # the thread count is part of the class
+        gate([dataclasses.replace(result("a", "ort-cpu", 1.0), threads=1)], baseline)
 
 
 def test_bad_baselines_are_one_line_errors(tmp_path):
@@ -145,3 +166,52 @@ def test_repeat_reports_the_round_with_the_median_ratio(monkeypatch):
     assert chosen.ratio == 2.0 and chosen.detail["round_ratios"] == [3.0, 1.0, 2.0]
     with pytest.raises(CompressError, match="--repeat"):
         runner_module.bench([target], ["torch-cpu"], repeat=0)
+
+
+class ConstantSession(Session):
+    def __init__(self, seconds, log, name):
+        self.seconds, self.log, self.name = seconds, log, name
+        self.detail = {}
+
+    def timed_call(self) -> float:
+        self.log.append(self.name)
+        return self.seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoBuildBackend(Backend):
+    """Each target takes the seconds its name maps to; every call is logged in order."""
+
+    seconds: dict | None = None
+    log: list | None = None
+
+    def unavailable(self):
+        return None
+
+    def load(self, target, threads):
+        return ConstantSession(self.seconds[target.name], self.log, target.name)
+
+
+def test_compare_interleaves_abba_and_flags_only_a_resolved_slowdown_beyond_the_limit():
+    new, old = (Target(name, "onnx") for name in ("new", "old"))
+    log = []
+    backend = TwoBuildBackend("scripted-cpu", "ort", "cpu", ("onnx",), seconds={"new": 0.012, "old": 0.010}, log=log)
+    slower = compare(new, old, backend, threads=1, rounds=2, pairs=2, calls=3, warmup=1, max_regression=0.15)
+    assert slower.change == pytest.approx(0.2) and slower.change_low == pytest.approx(0.2)
+    assert slower.status == "regression" and slower.pair_ratios == [[pytest.approx(1.2)] * 2] * 2
+    # round 1 loads new first: warm-up + first call each, then ABBA blocks; round 2 starts with old
+    assert log[:4] == ["new", "new", "old", "old"] and log[4:7] == ["new"] * 3 and log[7:13] == ["old"] * 6
+    assert log[16:20] == ["old", "old", "new", "new"]
+    within = compare(new, old, backend, threads=1, rounds=2, pairs=2, calls=3, warmup=1, max_regression=0.25)
+    assert within.status == "ok"
+    faster = compare(old, new, backend, threads=1, rounds=2, pairs=2, calls=3, warmup=1, max_regression=0.15)
+    assert faster.status == "faster" and faster.to_dict()["status"] == "faster"
+    with pytest.raises(CompressError, match="--rounds"):
+        compare(new, old, backend, threads=1, rounds=1)
+
+
+def test_paired_change_interval_covers_the_round_to_round_spread():
+    change, low, high = paired_change([[1.30, 1.31], [0.95, 0.96], [1.30, 1.29], [0.94, 0.95]])
+    assert low < 0 < high  # two rounds read +30%, two -5%: the interval cannot exclude no change
+    change, low, high = paired_change([[1.30, 1.31], [1.28, 1.29], [1.30, 1.29]])
+    assert 0.28 <= low <= change <= high <= 0.31

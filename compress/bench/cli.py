@@ -40,14 +40,20 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--max-regression", type=float, default=0.15, show_default=True,
               help="Allowed slowdown of p50 / reference workload against the baseline.")
 @click.option("--confirm", type=int, default=2, show_default=True,
-              help="Re-measure a result that looks regressed up to this many times; it fails only if all do.")
+              help="Re-measure a result that looks regressed up to this many times; the median measurement counts.")
+@click.option("--allow-missing", is_flag=True,
+              help="With --baseline: pass although a baseline entry was not measured (by default that fails).")
+@click.option("--allow-other-host", is_flag=True,
+              help="With --baseline: gate against a baseline from another CPU model, ISA, runtime version or "
+                   "thread count (ratios do not carry over between them; by default that is refused).")
 @click.option("--save-baseline", type=click.Path(dir_okay=False), help="Write these results as a baseline.")
 @click.option("--strict", is_flag=True, help="An unavailable backend in a list is an error, not a skipped warning.")
 @click.option("--list-backends", is_flag=True, help="List every backend and whether it is available here.")
 @click.pass_context
 @user_errors
 def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init, seed, estimates, precision, json_out,
-              md_out, plot_out, baseline, max_regression, confirm, save_baseline, strict, list_backends) -> None:
+              md_out, plot_out, baseline, max_regression, confirm, allow_missing, allow_other_host,
+              save_baseline, strict, list_backends) -> None:
     """Time exported models (or torch models) on runtime backends, estimate NPUs, gate CI on regressions.
 
     \b
@@ -56,6 +62,8 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
       compress bench out/toy-onnx out/toy-ov --backend ort-cpu,ov-cpu --runs 50 --json r.json --md r.md
       compress bench out/toy-onnx --estimate a17-pro-ane --estimate sd8gen3-hexagon
       compress bench out/toy-onnx --backend ort-cpu --baseline base.json --max-regression 0.15
+
+    Two builds are compared more soundly with `compress compare` (both timed interleaved in one run).
     """
     from compress import bench as api
     from compress.errors import CompressError
@@ -97,10 +105,80 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
             return api.bench([by_name[result.target]], [result.backend], warmup, runs, threads, strict=True,
                              repeat=repeat)[0]
 
-        report = api.gate(results, baseline, max_regression, remeasure=remeasure, confirm=confirm)
+        report = api.gate(results, baseline, max_regression, remeasure=remeasure, confirm=confirm,
+                          allow_missing=allow_missing, allow_other_host=allow_other_host)
         click.echo(report.table())
         if not report.passed:
             ctx.exit(1)
+
+
+@click.command("compare")
+@click.argument("candidates", nargs=-1)
+@click.option("--against", "baselines", multiple=True,
+              help="The baseline build of each CANDIDATE, in the same order (repeat the option once per candidate).")
+@click.option("--backend", "backends", default=None,
+              help="Comma-separated backends; each pair runs on those that take its format [default: its format's "
+                   "CPU backend].")
+@click.option("--rounds", type=int, default=6, show_default=True,
+              help="Rounds; each loads both builds anew, in alternating order.")
+@click.option("--pairs", type=int, default=8, show_default=True, help="ABBA block pairs per round.")
+@click.option("--calls", type=int, default=10, show_default=True, help="Timed calls per block.")
+@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls per side and round.")
+@click.option("--threads", type=int, default=None, help="CPU threads [default: torch's count, the physical cores].")
+@click.option("--max-regression", type=float, default=0.15, show_default=True,
+              help="Largest median slowdown that passes (0.15: 15% slower).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the comparisons as JSON.")
+@click.pass_context
+@user_errors
+def compare_cmd(ctx, candidates, baselines, backends, rounds, pairs, calls, warmup, threads, max_regression,
+                json_out) -> None:
+    """Time each CANDIDATE build against its --against baseline, interleaved; exit 1 on a regression.
+
+    \b
+    Both builds run in one process: `--rounds` rounds each load both anew, then alternate ABBA blocks of
+    `--calls` calls. Every adjacent pair of blocks gives a ratio candidate/baseline; the change is the median
+    ratio - 1, with a 95% interval from resampling whole rounds. A regression is a change above --max-regression
+    whose interval lies wholly above zero; load that hits both builds alike cancels in each pair.
+      compress compare new/toy-onnx --against old/toy-onnx --backend ort-cpu --json cmp.json
+      compress compare new/toy-onnx new/toy-ov --against old/toy-onnx --against old/toy-ov --backend ort-cpu,ov-cpu
+    Cost: about 2 x rounds x (warmup + pairs x 2 x calls) model calls per pair and backend, plus 2 x rounds loads.
+    """
+    import torch
+
+    from compress import bench as api
+    from compress.bench.compare import compare, comparison_table
+    from compress.bench.runner import resolve_backends, runnable_backends
+    from compress.errors import CompressError
+    from compress.io import write_json
+
+    if not candidates:
+        raise CompressError("give at least one candidate artifact and its baseline with --against")
+    if len(baselines) != len(candidates):
+        raise CompressError(f"{len(candidates)} candidate(s) but {len(baselines)} --against baseline(s): "
+                            "give one --against per candidate, in the same order")
+    threads = torch.get_num_threads() if threads is None else threads
+    pairs_of_targets = [(api.resolve_target(candidate), api.resolve_target(baseline))
+                        for candidate, baseline in zip(candidates, baselines, strict=True)]
+    chosen = resolve_backends(_split(backends), strict=True) if backends else None
+    jobs = []
+    for candidate, baseline in pairs_of_targets:
+        if candidate.format != baseline.format:
+            raise CompressError(f"{candidate.location} is {candidate.format} but its baseline {baseline.location} "
+                                f"is {baseline.format}: compare builds of the same format")
+        jobs += [(candidate, baseline, backend) for backend in runnable_backends(candidate, chosen, strict=True)]
+    comparisons = []
+    for candidate, baseline, backend in jobs:
+        click.echo(f"comparing {candidate.location} with {baseline.location} on {backend.name}, {threads} threads",
+                   err=True)
+        comparisons.append(compare(candidate, baseline, backend, threads=threads, rounds=rounds, pairs=pairs,
+                                   calls=calls, warmup=warmup, max_regression=max_regression,
+                                   progress=lambda line: click.echo(f"  {line}", err=True)))
+    click.echo(comparison_table(comparisons))
+    if json_out:
+        write_json(json_out, {"command": command_line(click.get_current_context()),
+                              "comparisons": [c.to_dict() for c in comparisons]})
+    if any(c.status == "regression" for c in comparisons):
+        ctx.exit(1)
 
 
 @click.command("npu-check")

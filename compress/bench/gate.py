@@ -1,29 +1,36 @@
-"""The CI latency gate: compare each result's ratio to a reference workload against a saved baseline.
+"""The stored-baseline latency gate: compare each result's ratio to a reference workload with a saved baseline.
 
-A result's `ratio` is its time over a fixed torch workload timed between its calls, so a slower or busier CI
-machine moves both and the ratio stays put; an actual regression of the model or runtime moves only the model.
-A result that looks regressed is measured again (`confirm` times) and fails only if every measurement regresses:
-a real regression reproduces, a burst of load on a shared runner does not.
+A result's `ratio` is its time over a fixed torch workload timed between its calls. That ratio only carries over
+between runs on the same host class (CPU model, ISA extensions, runtime version, threads), so a baseline records
+its class per entry and another class is refused unless the caller allows it. A result that looks regressed is
+measured again (`confirm` times) and the median of its measurements counts, the statistic the baseline's
+`--repeat` rounds use too. A baseline entry that was not measured fails (`missing`) unless explicitly allowed.
+
+Between two builds, `compress.bench.compare` (both timed interleaved in one run) is the sounder check; this one is
+for numbers stored from an earlier run.
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from compress.bench.host import cpu_name
+from compress.bench.backends import get_backend
+from compress.bench.host import cpu_name, host_class
 from compress.errors import CompressError
 from compress.io import read_json, write_json
 from compress.types import BenchResult
 
-BASELINE_FORMAT = "compress-latency-baseline/1"
+BASELINE_FORMAT = "compress-latency-baseline/2"
 
 
 def save_baseline(results: list[BenchResult], path: str | os.PathLike) -> None:
     """Write the measured results' ratios (estimates are not gated)."""
     entries = [{"target": r.target, "backend": r.backend, "ratio": r.ratio, "p50_ms": r.p50_ms,
-                "reference_ms": r.reference_ms, "threads": r.threads}
+                "reference_ms": r.reference_ms, "threads": r.threads,
+                "host": host_class(r.threads, get_backend(r.backend))}
                for r in results if not r.estimate and r.ratio is not None]
     if not entries:
         raise CompressError("no measured results to save as a baseline")
@@ -33,11 +40,14 @@ def save_baseline(results: list[BenchResult], path: str | os.PathLike) -> None:
 def load_baseline(path: str | os.PathLike) -> dict[tuple[str, str], dict]:
     data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != BASELINE_FORMAT:
-        raise CompressError(f"{path} is not a latency baseline (written by --save-baseline)")
+        raise CompressError(f"{path} is not a latency baseline of this version (write one with --save-baseline)")
     try:
-        return {(e["target"], e["backend"]): e for e in data["entries"] if float(e["ratio"]) > 0}
+        entries = {(e["target"], e["backend"]): e for e in data["entries"] if float(e["ratio"]) > 0 and e["host"]}
     except (KeyError, TypeError, ValueError):
-        raise CompressError(f"{path}: every baseline entry needs target, backend and a positive ratio") from None
+        raise CompressError(f"{path}: every baseline entry needs target, backend, host and a positive ratio") from None
+    if len(entries) != len(data["entries"]):
+        raise CompressError(f"{path}: every baseline entry needs target, backend, host and a positive ratio")
+    return entries
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,11 @@ class GateRow:
     ratio: float | None
     status: str  # ok | regression | new (not in the baseline) | missing (in the baseline, not measured)
     measurements: int = 1  # more than one when a regression was re-measured to confirm it
+    allow_missing: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "regression" or (self.status == "missing" and not self.allow_missing)
 
     @property
     def change(self) -> float | None:
@@ -64,7 +79,7 @@ class GateReport:
 
     @property
     def passed(self) -> bool:
-        return not any(row.status == "regression" for row in self.rows)
+        return not any(row.failed for row in self.rows)
 
     def table(self) -> str:
         lines = ["| target | backend | baseline ratio | ratio | change | measurements | status |",
@@ -75,8 +90,8 @@ class GateReport:
             lines.append("| " + " | ".join(cells) + " |")
         verdict = "PASS" if self.passed else "FAIL"
         lines.append(f"\ngate {verdict}: max regression {self.max_regression:.0%} "
-                     "(ratio = model time / reference workload timed between its calls; the best of the "
-                     "measurements counts)")
+                     "(ratio = model time / reference workload timed between its calls; the median of the "
+                     "measurements counts; a baseline entry not measured fails unless allowed)")
         return "\n".join(lines)
 
 
@@ -90,11 +105,15 @@ def gate(
     max_regression: float = 0.15,
     remeasure: Callable[[BenchResult], BenchResult] | None = None,
     confirm: int = 2,
+    *,
+    allow_missing: bool = False,
+    allow_other_host: bool = False,
 ) -> GateReport:
     """Fail a result whose ratio grew by more than `max_regression` (0.15 = 15% slower) against the baseline.
 
     With `remeasure` (times the same target on the same backend again), a regressed result is measured up to
-    `confirm` more times and the lowest ratio counts, so only a regression that reproduces fails the gate.
+    `confirm` more times and the median of its measurements counts. A baseline entry from another host class is
+    refused (CompressError) unless `allow_other_host`; one that no result measured fails unless `allow_missing`.
     """
     if max_regression < 0:
         raise CompressError(f"--max-regression must be >= 0, got {max_regression}")
@@ -111,11 +130,22 @@ def gate(
         if entry is None:
             rows.append(GateRow(*key, None, result.ratio, "new"))
             continue
-        row = GateRow(*key, float(entry["ratio"]), result.ratio, "ok")
-        while row.change > max_regression and remeasure is not None and row.measurements <= confirm:
-            row = GateRow(*key, row.baseline_ratio, min(row.ratio, remeasure(result).ratio), "ok", row.measurements + 1)
+        here = host_class(result.threads, get_backend(result.backend))
+        if entry["host"] != here and not allow_other_host:
+            raise CompressError(f"{baseline} was measured on another host class ({_host_text(entry['host'])}; "
+                                f"this is {_host_text(here)}): re-save it here, or pass --allow-other-host")
+        ratios = [result.ratio]
+        while (statistics.median(ratios) / float(entry["ratio"]) - 1 > max_regression and remeasure is not None
+               and len(ratios) <= confirm):
+            ratios.append(remeasure(result).ratio)
+        row = GateRow(*key, float(entry["ratio"]), statistics.median(ratios), "ok", len(ratios))
         if row.change > max_regression:
             row = GateRow(*key, row.baseline_ratio, row.ratio, "regression", row.measurements)
         rows.append(row)
-    rows += [GateRow(*key, float(entry["ratio"]), None, "missing") for key, entry in entries.items() if key not in seen]
+    rows += [GateRow(*key, float(entry["ratio"]), None, "missing", allow_missing=allow_missing)
+             for key, entry in entries.items() if key not in seen]
     return GateReport(rows, max_regression)
+
+
+def _host_text(host: dict) -> str:
+    return ", ".join(f"{k} {' '.join(v) if isinstance(v, list) else v}" for k, v in host.items())

@@ -118,6 +118,27 @@ class PeakMemory:
         self.mb = round(kib / 1024, 1)
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")  # what runtimes pick kernels by
+RUNTIME_PACKAGES = {"torch": "torch", "ort": "onnxruntime", "openvino": "openvino", "coreml": "coremltools"}
+
+
+def host_class(threads: int, backend) -> dict:
+    """What a latency ratio depends on besides the model: CPU model, the ISA extensions runtimes choose kernels by
+    (OpenVINO computes bf16 where avx512_bf16 / AMX exist), the backend's runtime version and the thread count."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        flags = set(re.search(r"flags\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()).group(1).split())
+    except (OSError, AttributeError):
+        flags = set()
+    try:
+        runtime = f"{RUNTIME_PACKAGES[backend.family]} {version(RUNTIME_PACKAGES[backend.family])}"
+    except PackageNotFoundError:
+        runtime = None
+    return {"cpu": cpu_name(), "isa": [f for f in ISA_FLAGS if f in flags], "backend": backend.name,
+            "runtime": runtime, "threads": threads}
+
+
 def cpu_name() -> str:
     try:
         match = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())

@@ -102,6 +102,24 @@ def bench_one(target: Target, backend: Backend, *, warmup: int, runs: int, threa
         detail=detail, times_ms=[t * 1e3 for t in times])
 
 
+def runnable_backends(target: Target, chosen: list[Backend] | None, strict: bool = False,
+                      warn: Warn = warn_stderr) -> list[Backend]:
+    """The backends among `chosen` (default: its format's CPU backend) that run `target`.
+
+    A backend that can also load another format (OpenVINO reads ONNX) is used for it only when no chosen backend
+    runs that format natively. None is an error with `strict`, else a warning.
+    """
+    runnable = chosen if chosen is not None else resolve_backends([DEFAULT_BACKEND[target.format]])
+    matching = ([b for b in runnable if target.format in b.formats]
+                or [b for b in runnable if target.format in b.reads])  # e.g. an ONNX file on ov-cpu alone
+    if not matching:
+        message = f"no backend among {', '.join(b.name for b in runnable)} runs {target.name} ({target.format})"
+        if strict:
+            raise CompressError(message)
+        warn(message + "; skipped")
+    return matching
+
+
 def bench(
     targets: list[str | os.PathLike | Target],
     backends: list[str] | None = None,
@@ -133,18 +151,7 @@ def bench(
         raise CompressError(f"--threads must be positive, got {threads}")
     resolved = [t if isinstance(t, Target) else resolve_target(t, size=size, init=init, seed=seed) for t in targets]
     chosen = resolve_backends(backends, strict, warn) if backends else None
-    pairs = []
-    for target in resolved:
-        runnable = chosen if chosen is not None else resolve_backends([DEFAULT_BACKEND[target.format]])
-        matching = ([b for b in runnable if target.format in b.formats]
-                    or [b for b in runnable if target.format in b.reads])  # e.g. an ONNX file on ov-cpu alone
-        if not matching:
-            message = (f"no backend among {', '.join(b.name for b in runnable)} runs {target.name} "
-                       f"({target.format}); skipped")
-            if strict:
-                raise CompressError(message)
-            warn(message)
-        pairs += [(target, backend) for backend in matching]
+    pairs = [(target, backend) for target in resolved for backend in runnable_backends(target, chosen, strict, warn)]
     if not pairs:
         raise CompressError("nothing to run: no backend given runs any of the targets")
     if any(backend.on_host_cpu for _, backend in pairs):
