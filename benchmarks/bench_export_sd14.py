@@ -55,7 +55,7 @@ def row(label: str, report: dict, wall: float, code: int) -> str:
             f"{wall:.0f} | {report['peak_memory_mb'] / 1024:.1f} | {peak['value'] / 1024:.1f} | "
             f"{rel['value']:.2e} | {check(report, 'max_abs')['value']:.2e} | "
             f"{default} | "
-            f"{'pass' if report['validated'] else 'FAIL'} (exit {code}) |")
+            f"{'pass' if report['validated'] is True else report['validated']} (exit {code}) |")
 
 
 def main() -> None:

@@ -164,7 +164,9 @@ class ExportArtifact(Record):
     are relative to `directory`. Input and output names are the same in every format; the shapes are
     the ones exported and validated (with `options["dynamic_batch"]` the first axis is dynamic).
     `checks` are dicts with keys name, passed (bool, or None for information only), value, limit,
-    detail. `validated` is None when validation was skipped, else whether every check passed.
+    detail. `validated` is None when validation was skipped, False when a check failed, True when the runtime's
+    output matched torch and every check passed, and "structural-only" when the runtime could not run here (Core
+    ML off macOS): a string, never to be read as a numeric pass.
     """
 
     format: str  # onnx | openvino | coreml
@@ -188,7 +190,7 @@ class ExportArtifact(Record):
     peak_memory_mb: float  # peak resident memory of the exporting process (ru_maxrss), load included
     init: str = "pretrained"
     seed: int = 0
-    validated: bool | None = None
+    validated: bool | str | None = None  # True | False | "structural-only" | None (not validated)
     validation_seconds: float = 0.0
     checks: list[dict[str, Any]] = field(default_factory=list)
     model_info: dict[str, Any] = field(default_factory=dict)  # the UNet config, or SPAN scale and channels

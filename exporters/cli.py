@@ -94,6 +94,7 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
       compress export toy-pruned --format coreml --attention split-einsum --chunk --out toy-coreml
     """
     from exporters import ValidationError, export, validate_artifact
+    from exporters.validate import STRUCTURAL_ONLY
 
     try:
         if validate_only:
@@ -112,5 +113,8 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     _summary(artifact)
+    if artifact.validated == STRUCTURAL_ONLY:
+        click.echo(f"  numerics not checked on this host: {artifact.format} cannot run here, so only the "
+                   "structure was checked (validated: structural-only)", err=True)
     size = artifact.total_bytes / 1e6
     click.echo(f"wrote {out}/{artifact.path} ({artifact.format}, {size:.1f} MB, {artifact.export_seconds:.1f} s)")

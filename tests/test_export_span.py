@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,7 @@ def test_span_every_format(span_x2, tmp_path, format, main_file):
     assert artifact.input_names == ["image"] and artifact.output_names == ["upscaled"]
     assert artifact.output_shapes == [[1, 3, 2 * SIZE, 2 * SIZE]]
     assert artifact.family == "span" and artifact.model_info["span"] == {"scale": 2, "channels": 16}
-    assert artifact.validated
+    assert artifact.validated == ("structural-only" if format == "coreml" and sys.platform != "darwin" else True)
     if format == "openvino":
         assert (Path(artifact.directory) / "span_x2.bin").is_file()
 
@@ -78,4 +79,4 @@ def test_shipped_models(tmp_path, name, format):
     if not (assets_dir(name) / "model.safetensors").is_file():
         pytest.skip(f"shipped weights of {name} are not in this checkout")
     artifact = export(name, format, tmp_path / "out")
-    assert artifact.validated and artifact.path.startswith(f"span_x{name[-1]}")
+    assert artifact.validated in (True, "structural-only") and artifact.path.startswith(f"span_x{name[-1]}")

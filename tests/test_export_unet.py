@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -127,9 +128,22 @@ def test_openvino_block_pruned(models, tmp_path):
 def test_coreml_toy_structural(models, tmp_path):
     artifact = export(models["toy"], "coreml", tmp_path / "cm", height=8, width=8)
     assert artifact.path == "Unet.mlpackage" and (Path(artifact.directory) / "Unet.mlpackage").is_dir()
-    assert artifact.fp16 and artifact.input_shapes[0] == [1, 1, 8, 8] and artifact.validated
+    assert artifact.fp16 and artifact.input_shapes[0] == [1, 1, 8, 8]
     for name in ("inputs", "outputs", "Unet.mlpackage:op_set", "Unet.mlpackage:specification_version"):
         assert _passed(artifact, name), name
+    # off macOS Core ML cannot predict: the report must not read as a numeric pass
+    expected = True if sys.platform == "darwin" else "structural-only"
+    assert artifact.validated == expected
+    assert json.loads((Path(artifact.directory) / "export_report.json").read_text())["validated"] == expected
+
+
+def test_coreml_export_cli_says_numerics_were_not_checked(tmp_path):
+    if sys.platform == "darwin":
+        pytest.skip("Core ML predicts on macOS")
+    result = CliRunner().invoke(main, ["export", "toy", "--init", "random", "--format", "coreml", "--height", "8",
+                                       "--width", "8", "--out", str(tmp_path / "cm")])
+    assert result.exit_code == 0, result.output
+    assert "numerics not checked on this host" in result.output
 
 
 def test_split_einsum_attention_matches_original(models):
@@ -164,7 +178,8 @@ def test_chunks_chain_to_the_whole_unet(models, kind):
 @pytest.mark.parametrize("format", ["onnx", "openvino", "coreml"])
 def test_every_model_every_format(models, tmp_path, kind, format):
     artifact = export(models[kind], format, tmp_path / "out")
-    assert artifact.validated and artifact.input_names == UNET_INPUTS
+    numeric = format != "coreml" or sys.platform == "darwin"
+    assert artifact.validated == (True if numeric else "structural-only") and artifact.input_names == UNET_INPUTS
 
 
 @pytest.mark.slow
@@ -188,7 +203,7 @@ def test_coreml_chunked_split_einsum_block_pruned(models, tmp_path):
 @pytest.mark.slow
 def test_coreml_palettized(models, tmp_path):
     artifact = export(models["toy"], "coreml", tmp_path / "cm", palettize=6)
-    assert artifact.weights == "palettized-6bit" and artifact.validated
+    assert artifact.weights == "palettized-6bit" and artifact.validated in (True, "structural-only")
     assert "constexpr_lut_to_dense" in next(c for c in artifact.checks if c["name"].endswith(":op_set"))["detail"]
 
 
