@@ -5,7 +5,7 @@
 Runs `compress export` once per model and format, each in its own process so that every report's peak memory is
 that export's alone (the process peak: model load, export, then validation), one at a time. sd14 uses random
 weights (`--init random`: export and validation do not depend on the weights). The pruned UNet comes from
---pruned, /work/bench/sd14-pruned, or is made with `compress prune --model sd14 --init random --preset bk-small`
+--pruned, an earlier run in --work, or is made with `compress prune --model sd14 --init random --preset bk-small`
 (no scoring, seconds). `--fp16` adds fp16 exports. Writes benchmarks/results/export_sd14.md from the reports.
 """
 
@@ -15,17 +15,17 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEAD_PRUNED = Path("/work/bench/sd14-pruned")
 COMPRESS = [sys.executable, "-m", "compress"]
 
 
 def pruned_folder(args: argparse.Namespace) -> tuple[Path, list[str] | None]:
     """The pruned UNet and the command that made it here (None when it already existed)."""
-    for folder in (args.pruned, LEAD_PRUNED, args.work / "sd14-bk-small"):
+    for folder in (args.pruned, args.work / "sd14-bk-small"):
         if folder is not None and (folder / "unet").is_dir():
             return folder, None
     folder = args.work / "sd14-bk-small"
@@ -61,7 +61,7 @@ def row(label: str, report: dict, wall: float, code: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruned", type=Path, default=None)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/export_sd14"))
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "compress-export-sd14")
     parser.add_argument("--fp16", action="store_true", help="also export fp16 variants")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)

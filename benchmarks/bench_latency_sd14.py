@@ -6,7 +6,7 @@ In one process: sd14 (random init: latency does not depend on the weights) and i
 latent (256 px images), exported to ONNX and OpenVINO and timed on ort-cpu and ov-cpu; then SPAN x4 (48 channels)
 in its training form and its fused deploy form on torch-cpu, ort-cpu and ov-cpu. For each pair it prints the
 latency ratio next to the FLOP ratio (convolutions, linear layers and attention: the same ratio as MACs) and each
-model's efficiency. The pruned UNet comes from --pruned, /work/bench/sd14-pruned, or is made here with
+model's efficiency. The pruned UNet comes from --pruned, an earlier run in --work, or is made here with
 `compress prune --model sd14 --init random --ratio 0.3` (several minutes). Exports are reused from --work.
 Writes benchmarks/results/latency_sd14.{json,md}.
 """
@@ -17,6 +17,7 @@ import argparse
 import copy
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
@@ -27,13 +28,12 @@ from compress.io import read_json, write_json
 from compress.types import BenchResult
 
 RESULTS = Path(__file__).resolve().parent / "results"
-LEAD_PRUNED = Path("/work/bench/sd14-pruned")
 LATENT = 32
 FORMATS = {"onnx": "ort-cpu", "openvino": "ov-cpu"}
 
 
 def pruned_folder(args: argparse.Namespace) -> Path:
-    for folder in (args.pruned, LEAD_PRUNED, args.work / "sd14-pruned"):
+    for folder in (args.pruned, args.work / "sd14-pruned"):
         if folder is not None and (folder / "prune_report.json").is_file():
             return folder
     from compress.prune import prune
@@ -117,7 +117,8 @@ def span_section(args: argparse.Namespace) -> tuple[list, list[dict]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pruned", type=Path, help="folder written by compress prune (ratio 0.3 of sd14)")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/compress-latency-sd14"), help="exports go here")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "compress-latency-sd14",
+                        help="exports go here")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--runs", type=int, default=7)
