@@ -205,8 +205,8 @@ class BenchResult(Record):
     `efficiency` is `floor_ms / p50_ms`, where the floor is `flops` at the host's measured fp32 GEMM rate
     (`peak_gflops`, CPU backends only). `ratio` is the model's time over a fixed torch workload timed between its
     calls (`reference_ms`; median of per-block ratios): the machine-independent number the CI gate compares.
-    With `estimate` set, nothing ran: `p50_ms` is a roofline lower bound for a device profile (`device`), and
-    `label` says so.
+    With `estimate` set, nothing ran: the statistics are empty, `estimate_ms` holds a roofline estimate for a
+    device profile (`device`; see compress.bench.estimate for its assumptions), and `label` says so.
     """
 
     target: str  # the name given on the command line (registry name, or file / folder name)
@@ -234,6 +234,7 @@ class BenchResult(Record):
     reference_ms: float | None = None
     ratio: float | None = None
     estimate: bool = False
+    estimate_ms: float | None = None  # roofline estimate, set only with `estimate`
     label: str = "measured"
     detail: dict[str, Any] = field(default_factory=dict)  # runtime versions, providers, estimate breakdown
     times_ms: list[float] = field(default_factory=list)

@@ -2,8 +2,9 @@
 
 Per op, the time is at least its FLOPs at the device's peak rate and at least its memory traffic (weights and
 activations read and written, at the deployed precision) at the device's bandwidth; the estimate is the sum of
-the larger of the two over all ops. It assumes every op reaches peak and that nothing stays on chip between ops,
-so it is a lower bound under that model, not a prediction.
+the larger of the two over all ops. It assumes every op reaches peak (real ops do not, so it reads low) and that
+every activation goes to DRAM and back between ops (a real NPU keeps tiles on chip and fuses ops, so it reads
+high): it is a roofline estimate, neither a lower nor an upper bound, and lives in `estimate_ms`, never `p50_ms`.
 
 Vendors publish peak int8 TOPS; the fp16 rates below are derived as half the int8 rate (the usual NPU ratio),
 which is stated next to each number. Bandwidth is the DRAM interface's: transfer rate x bus width.
@@ -68,7 +69,8 @@ PROFILES = {profile.name: profile for profile in (
 
 
 def estimate_label(profile: DeviceProfile, precision: str) -> str:
-    return f"ESTIMATE (roofline lower bound for {profile.title}, {precision}; not measured)"
+    return (f"ESTIMATE (roofline estimate for {profile.title}, {precision}: ops at peak rate, every activation "
+            "through DRAM; not measured, not a bound)")
 
 
 def get_profile(name: str) -> DeviceProfile:
@@ -79,7 +81,7 @@ def get_profile(name: str) -> DeviceProfile:
 
 
 def estimate(target: Target, device: str, precision: str = "fp16") -> BenchResult:
-    """A roofline lower bound for `target` on the device profile `device`, labelled as an estimate."""
+    """A roofline estimate for `target` on the device profile `device`, in `estimate_ms`, labelled as such."""
     profile = get_profile(device)
     if precision not in BYTES_PER_ELEMENT:
         raise CompressError(f"precision must be one of {', '.join(BYTES_PER_ELEMENT)}, not {precision!r}")
@@ -97,7 +99,7 @@ def estimate(target: Target, device: str, precision: str = "fp16") -> BenchResul
         memory_bound += op_memory > op_compute
     return BenchResult(
         target=target.name, path=target.location, format=target.format, backend=f"estimate:{profile.name}",
-        device=profile.title, threads=0, p50_ms=total * 1e3, flops=graph.flops or None,
+        device=profile.title, threads=0, estimate_ms=total * 1e3, flops=graph.flops or None,
         peak_gflops=peak / 1e9, floor_ms=compute * 1e3, estimate=True,
         label=estimate_label(profile, precision),
         detail={"precision": precision, "compute_bound_ms": compute * 1e3, "memory_bound_ms": memory * 1e3,

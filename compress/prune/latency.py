@@ -263,7 +263,7 @@ def time_config(config, key: dict[str, Any], warmup: int, runs: int, release: tu
         warnings.simplefilter("ignore", FutureWarning)  # torch.export's notes on its own deprecations
         if key["backend"].startswith("estimate:"):
             target = exported_target(config, "torch", Path(tmp))
-            return roofline(target, key["backend"].split(":", 1)[1], ESTIMATE_PRECISION).p50_ms
+            return roofline(target, key["backend"].split(":", 1)[1], ESTIMATE_PRECISION).estimate_ms
         backend = get_backend(key["backend"])
         with exported_for_timing([config], backend.formats[0], Path(tmp), release) as (target,):
             return bench_one(target, backend, warmup=warmup, runs=runs, threads=key["threads"]).p50_ms
