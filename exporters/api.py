@@ -90,7 +90,7 @@ def _format_options(format: str, files: list[str], options: dict[str, Any]) -> d
     if format == "onnx":
         recorded["external_data"] = any(f.endswith(onnx.EXTERNAL_DATA_SUFFIX) for f in files)
     elif format == "openvino":
-        recorded["validation_precision"] = "f32"
+        recorded["validation_precision"] = sorted({"f32", openvino.default_precision()})
     else:
         recorded["packages"] = [f for f in files if f.endswith(".mlpackage")]
     return recorded

@@ -125,6 +125,31 @@ def test_openvino_block_pruned(models, tmp_path):
     assert artifact.input_names == UNET_INPUTS and artifact.validated and _passed(artifact, "rel_l2")
 
 
+def test_openvino_is_validated_at_the_precision_it_runs_and_a_bf16_sensitive_weight_fails(models, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from exporters.openvino import default_precision
+
+    if default_precision() == "f32":
+        pytest.skip("OpenVINO computes f32 by default on this CPU: there is no bf16 run to validate")
+    plain = export(models["toy"], "openvino", tmp_path / "plain")
+    assert _passed(plain, "rel_l2") and _passed(plain, f"default_{default_precision()}_rel_l2")
+    assert plain.options["validation_precision"] == sorted({"f32", default_precision()})
+    unet = UNet2DConditionModel.from_pretrained(models["toy"] / "unet")
+    with torch.no_grad():  # two channels made constant, then weighted +256.5 and -256: bf16 keeps 256 of the first
+        unet.conv_norm_out.weight[:2] = 0.0
+        unet.conv_norm_out.bias[:2] = 2.0
+        unet.conv_out.weight[:, :2] = 0.0
+        unet.conv_out.weight[:, 0, 1, 1] = 256.5
+        unet.conv_out.weight[:, 1, 1, 1] = -256.0
+    unet.save_pretrained(tmp_path / "planted" / "unet")
+    with pytest.raises(ValidationError) as failure:
+        export(tmp_path / "planted", "openvino", tmp_path / "planted-ov")
+    artifact = failure.value.artifact
+    assert _passed(artifact, "rel_l2") is True  # the export is right in f32
+    assert _passed(artifact, f"default_{default_precision()}_rel_l2") is False and artifact.validated is False
+
+
 def test_coreml_toy_structural(models, tmp_path):
     artifact = export(models["toy"], "coreml", tmp_path / "cm", height=8, width=8)
     assert artifact.path == "Unet.mlpackage" and (Path(artifact.directory) / "Unet.mlpackage").is_dir()
