@@ -1,6 +1,6 @@
 """Time SPAN's training form against its fused (deploy) form on CPU, in one run, and write the ratio.
 
-    python benchmarks/bench_span_fuse.py [--channels 48 --scale 4 --size 256 --repeats 5]
+    python benchmarks/bench_span_fuse.py [--channels 48 --scale 4 --size 256 --repeats 5 --threads 1]
 
 Both forms hold the same weights (outputs agree to 1e-4); the fused one runs one 3x3 convolution where the training
 form runs a 1x1 skip and a 1x1 -> 3x3 -> 1x1 chain at twice the width.
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -43,8 +45,10 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--size", type=int, default=256, help="input height and width")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (set, and recorded)")
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     unfused = SPAN(args.channels, args.scale).eval()
@@ -55,6 +59,7 @@ def main() -> None:
     unfused_s, fused_s = median_seconds([unfused, fused], x, args.repeats)
 
     result = {
+        "command": "python benchmarks/bench_span_fuse.py " + " ".join(sys.argv[1:]),
         "model": f"SPAN C={args.channels} x{args.scale}",
         "input": [1, 3, args.size, args.size],
         "unfused_s": unfused_s,
@@ -63,6 +68,7 @@ def main() -> None:
         "max_abs_diff": max_diff,
         "repeats": args.repeats,
         "threads": torch.get_num_threads(),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
         "torch": torch.__version__,
         "cpu": cpu_name(),
     }

@@ -13,11 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import torch
 
 from compress.bench.host import cpu_name
 from compress.io import atomic_file, write_json
@@ -44,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "sr_quality")
     args = parser.parse_args()
+    command = " ".join(["python benchmarks/sr_quality.py", *sys.argv[1:]])
     with tempfile.TemporaryDirectory() as tmp:
         held_out = Path(tmp) / "held_out"
         subprocess.run([sys.executable, str(REPO / "scripts" / "export_skimage_images.py"), "test", str(held_out)],
@@ -74,7 +78,7 @@ def main() -> None:
     md = "\n".join([
         "# Super-resolution quality of the shipped SPAN models",
         "",
-        f"Written by `python benchmarks/sr_quality.py` on {host}. Y-channel PSNR (dB) and SSIM, `scale` border",
+        f"Written by `{command}` on {host}. Y-channel PSNR (dB) and SSIM, `scale` border",
         "pixels cropped, against bicubic upscaling of the same 8-bit low-resolution input. Held out: the `test`",
         "split of `compress/calib_data/sr_split.json`. Outside: matplotlib's grace_hopper, scikit-learn's china and",
         "flower (never used in training or validation). One number per image: the models are deterministic.",
@@ -91,8 +95,10 @@ def main() -> None:
         *training,
         "",
     ])
-    payload = {"host": host, "results": {name: {label: dataclasses.asdict(r) for label, r in sets_.items()}
-                                         for name, sets_ in results.items()}}
+    payload = {"command": command, "host": host, "threads": torch.get_num_threads(),
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "torch": torch.__version__,
+               "results": {name: {label: dataclasses.asdict(r) for label, r in sets_.items()}
+                           for name, sets_ in results.items()}}
     write_json(args.out.with_suffix(".json"), payload)
     with atomic_file(args.out.with_suffix(".md")) as tmp_path:
         tmp_path.write_text(md)

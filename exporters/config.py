@@ -13,6 +13,7 @@ H and W are the sizes of the model's own input: the latent for a UNet, the low-r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from compress.models.sd import NUM_TRAIN_TIMESTEPS, SD_TEXT_TOKENS
 
 FORMATS = ("onnx", "openvino", "coreml")
 SPAN_DEFAULT_SIZE = 256
+VALIDATION_TIMESTEPS = (999, 1)  # the first and last step of a sampling trajectory
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ class ExportConfig:
     def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
+    def validation_sets(self, seed: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+        """(check-name prefix, inputs) to validate an export with: the random batch, plus inputs in the model's
+        real distribution where the config knows it."""
+        return [("", self.random_inputs(seed))]
+
     @torch.no_grad()
     def reference(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The torch output (fp32) that exported models are compared with."""
@@ -118,8 +125,10 @@ class UNetExportConfig(ExportConfig):
     layout = {"onnx": "unet/model.onnx", "openvino": "unet/openvino_model.xml", "coreml": "Unet.mlpackage"}
 
     def __init__(self, unet: nn.Module, name: str, batch: int = 1, height: int | None = None,
-                 width: int | None = None, sequence_length: int = SD_TEXT_TOKENS):
+                 width: int | None = None, sequence_length: int = SD_TEXT_TOKENS,
+                 conditioning: Callable[[int], torch.Tensor] | None = None):
         self.unet = unet
+        self.conditioning = conditioning  # batch -> the model's own encoder_hidden_states (toy classes, SD prompts)
         size = unet.config.sample_size
         default_h, default_w = (size, size) if isinstance(size, int) else tuple(size)
         height, width = _default(height, default_h), _default(width, default_w)
@@ -150,6 +159,20 @@ class UNetExportConfig(ExportConfig):
         if name == "timestep":
             return torch.randint(0, NUM_TRAIN_TIMESTEPS, shape, generator=generator).float()
         return torch.randn(shape, generator=generator)
+
+    def validation_sets(self, seed: int) -> list[tuple[str, dict[str, torch.Tensor]]]:
+        """The random batch, then, where the model's own conditioning is known, that conditioning at both ends of
+        the sampling trajectory (t = 999 and t = 1), which random N(0, 1) embeddings and timesteps do not cover."""
+        sets = super().validation_sets(seed)
+        states = self.conditioning(self.batch) if self.conditioning is not None else None
+        if states is None or tuple(states.shape) != self.inputs[2].shape:
+            return sets
+        for timestep in VALIDATION_TIMESTEPS:
+            inputs = self.random_inputs(seed + timestep)
+            inputs["timestep"] = torch.full_like(inputs["timestep"], timestep)
+            inputs["encoder_hidden_states"] = states.to(inputs["encoder_hidden_states"].dtype)
+            sets.append((f"conditioned_t{timestep}_", inputs))
+        return sets
 
     def write_extras(self, format: str, directory: Path) -> list[str]:
         """optimum's pipelines read `unet/config.json` next to the ONNX / OpenVINO model."""
@@ -217,7 +240,7 @@ def load_export_config(source: Any, *, batch: int = 1, height: int | None = None
     """
     from diffusers import UNet2DConditionModel
 
-    from compress.models.conditioning import text_tokens
+    from compress.models.conditioning import calibration_conditioning, text_tokens
     from compress.models.loading import DiffusionModel
     from compress.models.resolve import create
     from compress.sr import SPAN, deploy_model
@@ -231,7 +254,9 @@ def load_export_config(source: Any, *, batch: int = 1, height: int | None = None
         return SpanExportConfig(deploy_model(source), name or f"span-x{source.scale}", batch, height, width)
     if isinstance(source, DiffusionModel):
         tokens = sequence_length or text_tokens(source)
-        return UNetExportConfig(source.unet, source.name, batch, height, width, tokens)
+        known = source.conditioner is not None or source.text_encoder is not None
+        conditioning = (lambda n: calibration_conditioning(source, n, seed)[0]) if known else None
+        return UNetExportConfig(source.unet, source.name, batch, height, width, tokens, conditioning)
     if isinstance(source, UNet2DConditionModel):
         return UNetExportConfig(source.eval(), "unet", batch, height, width, sequence_length or SD_TEXT_TOKENS)
     raise CompressError(f"cannot export a {type(source).__name__}; pass a registry name, a folder, a SPAN or a "

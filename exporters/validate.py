@@ -95,6 +95,21 @@ def _validation_inputs(artifact: ExportArtifact, config: ExportConfig) -> dict[s
     return config.random_inputs(artifact.seed + 1)  # fresh: the export traced with `seed`
 
 
+def _validation_sets(artifact: ExportArtifact, config: ExportConfig) -> list[tuple[str, dict[str, torch.Tensor]]]:
+    """The random batch first, then the model's own conditioning where known (see `ExportConfig.validation_sets`)."""
+    return config.validation_sets(artifact.seed + 1)
+
+
+def _runtime_comparisons(run, artifact: ExportArtifact, config: ExportConfig, limit: float, prefix: str = ""
+                         ) -> list[dict]:
+    """`run(numpy inputs) -> output` against torch on every validation set, each set's checks named by its prefix."""
+    checks = []
+    for set_prefix, inputs in _validation_sets(artifact, config):
+        output = run(_numpy_inputs(inputs, artifact.input_dtypes))
+        checks += compare(output, config.reference(inputs), limit, prefix=prefix + set_prefix)
+    return checks
+
+
 def _numpy_inputs(inputs: dict[str, torch.Tensor], dtypes: list[str]) -> dict[str, np.ndarray]:
     return {name: tensor.numpy().astype(dtype) for (name, tensor), dtype in zip(inputs.items(), dtypes, strict=True)}
 
@@ -105,25 +120,23 @@ def _check_onnx(artifact: ExportArtifact, config: ExportConfig, directory: Path)
     checks = _signature_checks(artifact, *onnx.onnx_signature(session))
     opset = onnx.onnx_opset(path)
     checks.append(make_check("opset", opset >= onnx.MIN_OPSET, opset, onnx.MIN_OPSET))
-    inputs = _validation_inputs(artifact, config)
-    output = onnx.run_onnx(session, _numpy_inputs(inputs, artifact.input_dtypes))
-    return checks + compare(output, config.reference(inputs), REL_L2_LIMITS[artifact.weights])
+    return checks + _runtime_comparisons(lambda inputs: onnx.run_onnx(session, inputs), artifact, config,
+                                         REL_L2_LIMITS[artifact.weights])
 
 
 def _check_openvino(artifact: ExportArtifact, config: ExportConfig, directory: Path) -> list[dict]:
     path = directory / artifact.path
     compiled = openvino.load_openvino(path)
     checks = _signature_checks(artifact, *openvino.openvino_signature(compiled))
-    inputs = _validation_inputs(artifact, config)
-    numpy_inputs = _numpy_inputs(inputs, artifact.input_dtypes)
-    reference = config.reference(inputs)
-    checks += compare(openvino.run_openvino(compiled, numpy_inputs), reference, REL_L2_LIMITS[artifact.weights])
+    checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), artifact, config,
+                                   REL_L2_LIMITS[artifact.weights])
     del compiled  # a second compiled copy of a large model would double the memory
     default = openvino.default_precision()
     if default != "f32":  # what runs with default settings on this CPU (and what `compress bench` times)
-        output = openvino.run_openvino(openvino.load_openvino(path, precision=None), numpy_inputs)
+        compiled = openvino.load_openvino(path, precision=None)
         limit = max(REL_L2_LIMITS[artifact.weights], RUNTIME_PRECISION_LIMITS.get(default, 0.0))
-        checks += compare(output, reference, limit, prefix=f"default_{default}_")
+        checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), artifact, config,
+                                       limit, prefix=f"default_{default}_")
     return checks
 
 
@@ -181,9 +194,12 @@ def _check_coreml(artifact: ExportArtifact, config: ExportConfig, directory: Pat
     return checks + [make_check("psnr", value >= PSNR_MIN_DB, value, PSNR_MIN_DB)] + compare(output, reference, None)
 
 
-# the runtime's own output against torch (torch_rewrite_* checks compare torch with torch, so they do not count)
-NUMERIC_CHECKS = ("rel_l2", "psnr", "default_bf16_rel_l2", "default_f16_rel_l2")
 STRUCTURAL_ONLY = "structural-only"  # `validated` when the artifact's numerics could not run here (Core ML off macOS)
+def _is_runtime_numeric(name: str) -> bool:
+    """A check of the runtime's own output against torch (torch_rewrite_* ones compare torch with torch)."""
+    return name.endswith(("rel_l2", "psnr")) and not name.startswith("torch_rewrite_")
+
+
 CHECKERS = {"onnx": _check_onnx, "openvino": _check_openvino, "coreml": _check_coreml}
 
 
@@ -201,7 +217,7 @@ def run_checks(artifact: ExportArtifact, config: ExportConfig, directory: Path) 
     except Exception as exc:  # runtimes raise their own types for files they cannot read
         checks = [make_check("load", False, detail=describe_exception(exc))]
     artifact.checks = checks
-    runtime_numerics = any(c["name"] in NUMERIC_CHECKS and c["passed"] is not None for c in checks)
+    runtime_numerics = any(_is_runtime_numeric(c["name"]) and c["passed"] is not None for c in checks)
     if any(c["passed"] is False for c in checks):
         artifact.validated = False
     else:

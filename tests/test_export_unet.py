@@ -12,6 +12,7 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from diffusers import UNet2DConditionModel
 from onnx import numpy_helper
 
 from compress.cli import main
@@ -83,6 +84,23 @@ def test_onnx_layout_contract_and_report(toy_onnx):
     assert rel_l2["value"] <= 1e-4 == rel_l2["limit"]
     assert read_artifact(out) == toy_onnx  # export_report.json round-trips through ExportArtifact
     assert toy_onnx.peak_memory_mb > 0 and toy_onnx.export_seconds > 0
+    for timestep in (999, 1):  # validated on the toy's own class embeddings too, at both ends of sampling
+        assert _passed(toy_onnx, f"conditioned_t{timestep}_rel_l2")
+
+
+def test_validation_sets_use_the_models_own_conditioning(models):
+    from compress.models.conditioning import class_conditioning
+
+    config = load_export_config(models["toy"], batch=3)
+    sets = dict(config.validation_sets(seed=1))
+    assert list(sets) == ["", "conditioned_t999_", "conditioned_t1_"]
+    model = load_diffusion_model(models["toy"])
+    expected = class_conditioning(model, torch.arange(3))
+    for prefix in ("conditioned_t999_", "conditioned_t1_"):
+        assert torch.equal(sets[prefix]["encoder_hidden_states"], expected)
+        assert sets[prefix]["timestep"].tolist() == [int(prefix[len("conditioned_t"):-1])] * 3
+    plain = load_export_config(UNet2DConditionModel.from_pretrained(models["toy"] / "unet"))
+    assert [prefix for prefix, _ in plain.validation_sets(seed=1)] == [""]  # no conditioner known: random only
 
 
 def _corrupt(source: Path, target: Path) -> None:
@@ -126,8 +144,6 @@ def test_openvino_block_pruned(models, tmp_path):
 
 
 def test_openvino_is_validated_at_the_precision_it_runs_and_a_bf16_sensitive_weight_fails(models, tmp_path):
-    from diffusers import UNet2DConditionModel
-
     from exporters.openvino import default_precision
 
     if default_precision() == "f32":
