@@ -28,9 +28,11 @@ from exporters.config import ExportConfig
 from exporters.utils import describe_exception
 
 REL_L2_LIMITS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}  # by how the weights are stored
-# OpenVINO's CPU default computes matmuls and convolutions in bf16 where the CPU has it (8-bit mantissa): the toy
-# reads ~3e-3 there, so 2e-2 leaves headroom and still fails a model that needs more than bf16 can hold
-RUNTIME_PRECISION_LIMITS = {"bf16": 2e-2, "f16": 2e-2}
+# OpenVINO's CPU default computes matmuls and convolutions in bf16 where the CPU has it (8-bit mantissa, 0.4%
+# rounding per operand). Measured here: the toy 3e-3, SPAN 4e-3, SD-v1.4's UNet with random weights 1.9e-2 to
+# 2.6e-2 (fp32 / fp16 weights, full and BK-Small). 5e-2 passes those and fails a model that needs more precision
+# than bf16 holds (a planted weight reads 0.5).
+RUNTIME_PRECISION_LIMITS = {"bf16": 5e-2, "f16": 5e-2}
 PSNR_MIN_DB = 35.0  # Apple's acceptance for converted SD models
 REPORT_FILE = "export_report.json"
 
