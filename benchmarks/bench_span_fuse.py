@@ -59,7 +59,7 @@ def main() -> None:
     unfused_s, fused_s = median_seconds([unfused, fused], x, args.repeats)
 
     result = {
-        "command": "python benchmarks/bench_span_fuse.py " + " ".join(sys.argv[1:]),
+        "command": " ".join(["python benchmarks/bench_span_fuse.py", *sys.argv[1:]]),
         "model": f"SPAN C={args.channels} x{args.scale}",
         "input": [1, 3, args.size, args.size],
         "unfused_s": unfused_s,
