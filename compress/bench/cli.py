@@ -65,6 +65,8 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
 
     Two builds are compared more soundly with `compress compare` (both timed interleaved in one run).
     """
+    import torch
+
     from compress import bench as api
     from compress.errors import CompressError
 
@@ -78,8 +80,14 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
         raise CompressError("give at least one artifact or model to benchmark (or --list-backends)")
     for name in estimates:  # bad names and baselines fail before anything is timed
         api.get_profile(name)
-    if baseline:
-        api.load_baseline(baseline)
+    if baseline:  # a baseline from another host class is refused before anything is timed
+        entries = api.load_baseline(baseline)
+        if not allow_other_host:
+            from compress.bench.gate import check_host
+
+            measured_threads = torch.get_num_threads() if threads is None else threads
+            for entry in entries.values():
+                check_host(baseline, entry, measured_threads)
     resolved = [api.resolve_target(target, size=size, init=init, seed=seed) for target in dict.fromkeys(targets)]
     results = []
     if backends or not estimates:

@@ -130,10 +130,8 @@ def gate(
         if entry is None:
             rows.append(GateRow(*key, None, result.ratio, "new"))
             continue
-        here = host_class(result.threads, get_backend(result.backend))
-        if entry["host"] != here and not allow_other_host:
-            raise CompressError(f"{baseline} was measured on another host class ({_host_text(entry['host'])}; "
-                                f"this is {_host_text(here)}): re-save it here, or pass --allow-other-host")
+        if not allow_other_host:
+            check_host(baseline, entry, result.threads)
         ratios = [result.ratio]
         while (statistics.median(ratios) / float(entry["ratio"]) - 1 > max_regression and remeasure is not None
                and len(ratios) <= confirm):
@@ -145,6 +143,14 @@ def gate(
     rows += [GateRow(*key, float(entry["ratio"]), None, "missing", allow_missing=allow_missing)
              for key, entry in entries.items() if key not in seen]
     return GateReport(rows, max_regression)
+
+
+def check_host(baseline: str | os.PathLike, entry: dict, threads: int) -> None:
+    """Refuse a baseline entry measured on another host class than this one at `threads` threads."""
+    here = host_class(threads, get_backend(entry["backend"]))
+    if entry["host"] != here:
+        raise CompressError(f"{baseline} was measured on another host class ({_host_text(entry['host'])}; "
+                            f"this is {_host_text(here)}): re-save it here, or pass --allow-other-host")
 
 
 def _host_text(host: dict) -> str:
