@@ -261,12 +261,16 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
 
 
 def run() -> None:
-    """Console entry point: click usage errors also become one `error:` line and exit code 2."""
+    """Console entry point: click usage errors also become one `error:` line and exit code 2; a group called with
+    no command prints its help and exits 0."""
     try:
         code = main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `compress` or `compress sr` asks for its help
+        click.echo(exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(2)

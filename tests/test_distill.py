@@ -118,3 +118,18 @@ def test_sample_uses_the_saved_lcm_scheduler_for_toy_and_sd_students(toy_teacher
     bad = CliRunner().invoke(main, ["sample", "--model", str(tmp_path / "sd-lcm"), "--class", "3", "--out",
                                     str(tmp_path / "x.png")])
     assert bad.exit_code == 2 and "error: SD-family models need --prompt" in bad.output
+
+
+@pytest.mark.parametrize("args, message", [(["--ema", "2.0"], "--ema must be in [0, 1)"),
+                                           (["--w-min", "9", "--w-max", "2"], "--w-min <= --w-max")])
+def test_bad_settings_are_refused_before_anything_is_written(toy_teacher, tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from compress.cli import main
+
+    out = tmp_path / "student"
+    result = CliRunner().invoke(main, ["distill", "--teacher", str(toy_teacher), "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+    assert sorted(tmp_path.iterdir()) == []

@@ -96,6 +96,7 @@ def _corrupt_folder(tmp_path):
     (["--model", "CORRUPT", "--ratio", "0.3"], "cannot read safetensors file"),
     (["--model", "TINY", "--ratio", "0.95"], "cannot be reached"),
     (["--model", "sd14", "--ratio", "0.3"], "offline"),
+    (["--model", "toy", "--ratio", "0.3", "--calib-samples", "0"], "--calib-samples must be at least 2"),
 ])
 def test_bad_input_gives_one_error_line_exit_2_and_no_output(args, message, tmp_path, tiny_unet_dir):
     args = [str(_corrupt_folder(tmp_path)) if a == "CORRUPT" else str(tiny_unet_dir) if a == "TINY" else a

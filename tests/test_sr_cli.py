@@ -106,6 +106,7 @@ def test_bad_inputs_give_one_error_line_and_no_output(tmp_path, model_dir):
     assert_user_error(run("upscale", "--model", model_dir, "--scale", 4, good, out))
     assert_user_error(run("upscale", "--model", corrupt, good, out))
     assert_user_error(run("eval", "--model", model_dir, "--data", tmp_path, "--scale", 3))
+    assert_user_error(run("info", "--size", 0))
     assert not out.exists()
 
     folder = tmp_path / "batch"

@@ -94,8 +94,8 @@ def distill(
         raise CompressError(f"--loss must be huber or l2, not {s.loss!r}")
     if s.steps < 1 or s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
         raise CompressError("--steps, --batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
-    if s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
-        raise CompressError("--batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
+    if not 0 <= s.ema < 1:
+        raise CompressError(f"--ema must be in [0, 1), not {s.ema}")
     out = Path(out)
     run = TrainingRun(out, name="distill", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
                       resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision, progress=progress)
@@ -107,6 +107,8 @@ def distill(
         raise CompressError(f"--student is a {source.family}-family model but the teacher is {teacher_model.family}")
     w_min, w_max = GUIDANCE_RANGE[teacher_model.family]
     w_min, w_max = s.w_min if s.w_min is not None else w_min, s.w_max if s.w_max is not None else w_max
+    if not 0 <= w_min <= w_max:
+        raise CompressError(f"the guidance range needs 0 <= --w-min <= --w-max, got {w_min} and {w_max}")
     run.create_folder()
     with run.main_process_first():
         samples = training_data(teacher_model, data, out)

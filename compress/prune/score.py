@@ -53,7 +53,7 @@ class ScoreSettings:
             raise CompressError(f"--score-mode must be one of {', '.join(SCORE_MODES)}, not {self.mode!r}")
         if self.combine not in COMBINES:
             raise CompressError(f"--combine must be one of {', '.join(COMBINES)}, not {self.combine!r}")
-        samples = self.samples or (40 if model.family == "toy" else 8)
+        samples = self.samples if self.samples is not None else (40 if model.family == "toy" else 8)
         resolution = self.resolution or min(model.unet.config.sample_size, 32)
         factor = 2 ** (len(model.unet.config.block_out_channels) - 1)
         if samples < 2:

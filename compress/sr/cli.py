@@ -172,6 +172,8 @@ def info_cmd(channels, scale, model, size) -> None:
     """
     from compress.sr import load_span, span_cost
 
+    if size < 1:
+        raise CompressError(f"--size must be positive, not {size}")
     if model is not None:
         loaded = load_span(model)
         channels, scale = loaded.channels, loaded.scale
