@@ -96,7 +96,6 @@ def _corrupt_folder(tmp_path):
     (["--model", "CORRUPT", "--ratio", "0.3"], "cannot read safetensors file"),
     (["--model", "TINY", "--ratio", "0.95"], "cannot be reached"),
     (["--model", "sd14", "--ratio", "0.3"], "offline"),
-    (["--model", "toy", "--ratio", "0.3", "--calib-samples", "0"], "--calib-samples must be at least 2"),
 ])
 def test_bad_input_gives_one_error_line_exit_2_and_no_output(args, message, tmp_path, tiny_unet_dir):
     args = [str(_corrupt_folder(tmp_path)) if a == "CORRUPT" else str(tiny_unet_dir) if a == "TINY" else a
@@ -109,6 +108,14 @@ def test_bad_input_gives_one_error_line_exit_2_and_no_output(args, message, tmp_
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")]
+
+
+def test_zero_calibration_samples_is_an_error_not_the_default(tmp_path):
+    out = tmp_path / "out"
+    result = run("prune", "--model", "toy", "--ratio", "0.3", "--budget", "params", "--calib-samples", "0",
+                 "--out", str(out), "--no-progress")
+    assert result.exit_code == 2 and "error: --calib-samples must be at least 2" in result.output, result.output
+    assert not out.exists()
 
 
 def test_models_lists_the_registry():
