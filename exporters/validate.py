@@ -97,23 +97,26 @@ def _validation_inputs(artifact: ExportArtifact, config: ExportConfig) -> dict[s
     return config.random_inputs(artifact.seed + 1)  # fresh: the export traced with `seed`
 
 
-def _validation_sets(artifact: ExportArtifact, config: ExportConfig) -> list[tuple[str, dict[str, torch.Tensor]]]:
-    """The random batch first, then the model's own conditioning where known (see `ExportConfig.validation_sets`)."""
-    return config.validation_sets(artifact.seed + 1)
-
-
-def _runtime_comparisons(run, artifact: ExportArtifact, config: ExportConfig, limit: float, prefix: str = ""
-                         ) -> list[dict]:
-    """`run(numpy inputs) -> output` against torch on every validation set, each set's checks named by its prefix."""
-    checks = []
-    for set_prefix, inputs in _validation_sets(artifact, config):
-        output = run(_numpy_inputs(inputs, artifact.input_dtypes))
-        checks += compare(output, config.reference(inputs), limit, prefix=prefix + set_prefix)
-    return checks
-
-
 def _numpy_inputs(inputs: dict[str, torch.Tensor], dtypes: list[str]) -> dict[str, np.ndarray]:
     return {name: tensor.numpy().astype(dtype) for (name, tensor), dtype in zip(inputs.items(), dtypes, strict=True)}
+
+
+def _validation_cases(artifact: ExportArtifact, config: ExportConfig
+                      ) -> list[tuple[str, dict[str, np.ndarray], torch.Tensor]]:
+    """(check-name prefix, runtime inputs, torch reference) for every validation set: the random batch first, then
+    the model's own conditioning where known (`ExportConfig.validation_sets`). Computed once per export, so a
+    runtime checked at two precisions does not run the torch reference twice."""
+    return [(prefix, _numpy_inputs(inputs, artifact.input_dtypes), config.reference(inputs))
+            for prefix, inputs in config.validation_sets(artifact.seed + 1)]
+
+
+def _runtime_comparisons(run, cases: list[tuple[str, dict[str, np.ndarray], torch.Tensor]], limit: float,
+                         prefix: str = "") -> list[dict]:
+    """`run(numpy inputs) -> output` against torch on every validation case, each case's checks named by its prefix."""
+    checks = []
+    for case_prefix, inputs, reference in cases:
+        checks += compare(run(inputs), reference, limit, prefix=prefix + case_prefix)
+    return checks
 
 
 def _check_onnx(artifact: ExportArtifact, config: ExportConfig, directory: Path) -> list[dict]:
@@ -122,23 +125,24 @@ def _check_onnx(artifact: ExportArtifact, config: ExportConfig, directory: Path)
     checks = _signature_checks(artifact, *onnx.onnx_signature(session))
     opset = onnx.onnx_opset(path)
     checks.append(make_check("opset", opset >= onnx.MIN_OPSET, opset, onnx.MIN_OPSET))
-    return checks + _runtime_comparisons(lambda inputs: onnx.run_onnx(session, inputs), artifact, config,
-                                         REL_L2_LIMITS[artifact.weights])
+    return checks + _runtime_comparisons(lambda inputs: onnx.run_onnx(session, inputs),
+                                         _validation_cases(artifact, config), REL_L2_LIMITS[artifact.weights])
 
 
 def _check_openvino(artifact: ExportArtifact, config: ExportConfig, directory: Path) -> list[dict]:
     path = directory / artifact.path
     compiled = openvino.load_openvino(path)
     checks = _signature_checks(artifact, *openvino.openvino_signature(compiled))
-    checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), artifact, config,
+    cases = _validation_cases(artifact, config)
+    checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), cases,
                                    REL_L2_LIMITS[artifact.weights])
     del compiled  # a second compiled copy of a large model would double the memory
     default = openvino.default_precision()
     if default != "f32":  # what runs with default settings on this CPU (and what `compress bench` times)
         compiled = openvino.load_openvino(path, precision=None)
         limit = max(REL_L2_LIMITS[artifact.weights], RUNTIME_PRECISION_LIMITS.get(default, 0.0))
-        checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), artifact, config,
-                                       limit, prefix=f"default_{default}_")
+        checks += _runtime_comparisons(lambda inputs: openvino.run_openvino(compiled, inputs), cases, limit,
+                                       prefix=f"default_{default}_")
     return checks
 
 
