@@ -8,8 +8,8 @@ Trains (or reuses, from --work) three students with `compress distill`:
     teacher ODE solve per step, so it gets a coarser solver and fewer steps in a similar budget),
   - LCM from the pruned-and-recovered toy (the full compression chain: `compress prune --ratio 0.3`,
     `compress recover`, then `compress distill --student`), or from --recovered DIR if given.
-Then evaluates each at 1, 2, 4 and 8 steps (teacher: DDIM with guidance, two UNet passes per step;
-students: their saved LCMScheduler, one pass per step) and the teacher at 25 DDIM steps, all with
+Then evaluates each (3 sampling seeds, mean ± std) at 1, 2, 4 and 8 steps (teacher: DDIM with guidance, two
+UNet passes per step; students: their saved LCMScheduler, one pass per step) and the teacher at 25 DDIM steps, all with
 the same samples, guidance and seed. Prints fd, class_accuracy and sampling wall time per sample,
 checks the issue's targets for the LCM student at 4 steps, and writes
 benchmarks/results/distill_toy.{json,md}.
@@ -62,7 +62,8 @@ def main() -> None:
     ddim4 = next(r for r in rows if r["model"] == "teacher, DDIM" and r["steps"] == 4)
     checks = {
         "lcm_4_step_fd_within_1.5x_teacher_25_step": lcm4["fd"] <= 1.5 * reference["fd"],
-        "lcm_4_step_fd_below_teacher_4_step_ddim": lcm4["fd"] < ddim4["fd"],
+        "lcm_4_step_fd_below_teacher_4_step_ddim_beyond_spread":
+            ddim4["fd"] - lcm4["fd"] > ddim4["fd_std"] + lcm4["fd_std"],
         "lcm_4_step_class_accuracy_at_least_0.85": lcm4["class_accuracy"] >= 0.85,
         "lcm_training_within_20_minutes": students["LCM student"][1]["seconds"] <= 20 * 60,
     }
@@ -73,11 +74,12 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "distill_toy.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Few-step sampling on the toy model", "", f"Command: `{command}`", "",
-             f"Eval: {args.samples} samples, guidance 3.0, seed 0. Wall time per sample is sampling alone, "
-             "in batches of 250 on this machine's CPU.", "",
+             f"Eval: {args.samples} samples per seed, guidance {reference['guidance']:g}, mean ± std over seeds "
+             f"{','.join(map(str, reference['seeds']))}. Wall time per sample is sampling alone, in batches of 250 "
+             "on this machine's CPU.", "",
              "| model | steps | fd | class_accuracy | ms per sample |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['steps']} | {r['fd']:.2f} | {r['class_accuracy']:.3f} | {r['ms_per_sample']:.2f} |"
-              for r in rows]
+    lines += [f"| {r['model']} | {r['steps']} | {r['fd']:.2f} ± {r['fd_std']:.2f} | {r['class_accuracy']:.3f} | "
+              f"{r['ms_per_sample']:.2f} |" for r in rows]
     lines += ["", "| student | method | training steps | solver steps | training minutes |", "|---|---|---:|---:|---:|"]
     lines += [f"| {name} | {info['method']} | {info['steps']} | {info['solver_steps']} | {info['seconds'] / 60:.1f} |"
               for name, info in result["training"].items()]
@@ -88,8 +90,9 @@ def main() -> None:
 
 def _row(name: str, result: dict) -> dict:
     return {"model": name, "steps": result["steps"], "sampler": result["sampler"], "fd": result["fd"],
-            "class_accuracy": result["class_accuracy"],
-            "ms_per_sample": 1000 * result["sampling_seconds"] / result["samples"]}
+            "fd_std": result["fd_std"], "kid": result["kid"], "kid_std": result["kid_std"],
+            "class_accuracy": result["class_accuracy"], "class_accuracy_std": result["class_accuracy_std"],
+            "ms_per_sample": 1000 * result["sampling_seconds"] / (result["samples"] * len(result["seeds"]))}
 
 
 def _train(out: Path, teacher: str, settings: DistillSettings, student: Path | None = None) -> tuple[Path, dict]:

@@ -2,12 +2,17 @@
 
 For every unit of the toy UNet (single blocks, R+A pairs, the mid triplet, the innermost
 stage, and the diffusers-granularity layers) this prints its LD-Pruner score and the `fd`
-after removing it without retraining, then the Spearman rank correlation between score and
-fd increase, and the fd with the mid stage removed alone (BK-SDM found that nearly harmless
-on SD). Writes benchmarks/results/block_importance.{json,md,png}.
+after removing it without retraining, over several sampling seeds, then the Spearman rank
+correlation between score and mean fd increase with a bootstrap 95% interval (units resampled),
+and the fd with the mid stage removed alone (BK-SDM found that nearly harmless on SD).
+Writes benchmarks/results/block_importance.{json,md,png}.
 
-    python benchmarks/study_block_importance.py            # ~15 min on 2 CPU cores
-    python benchmarks/study_block_importance.py --samples 500 --steps 25   # eval's defaults, slower
+Each fd increase is paired: the unit-removed model and the teacher are sampled from the same seeds, and the
+increase is the mean over seeds of (fd without the unit - teacher fd), with its std. About 35 s per
+(unit, seed) at the defaults on 2 CPU cores (60 units x 3 seeds: about 1h45): run it in parts with
+--cache (every finished evaluation is appended there and skipped on the next run) and --max-minutes.
+
+    python benchmarks/study_block_importance.py --cache runs/block_importance.jsonl --max-minutes 50
 """
 
 from __future__ import annotations
@@ -20,12 +25,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from compress.evaluate import evaluate
+from compress.evaluate import DEFAULT_GUIDANCE, evaluate
 from compress.models.resolve import load_diffusion_model
 from compress.models.surgery import removed_units
 from compress.prune import ScoreSettings, enumerate_units, score_units, unit_costs
 
 RESULTS = Path(__file__).resolve().parent / "results"
+BASE = "(teacher)"
 
 
 def spearman(x: list[float], y: list[float]) -> float:
@@ -43,73 +49,130 @@ def spearman(x: list[float], y: list[float]) -> float:
     return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
+def bootstrap_interval(x: list[float], y: list[float], resamples: int = 2000, seed: int = 0) -> list[float]:
+    """95% percentile interval of Spearman's rho over resamples of the units (pairs drawn with replacement)."""
+    rng = np.random.default_rng(seed)
+    x, y = np.asarray(x), np.asarray(y)
+    values = []
+    for _ in range(resamples):
+        idx = rng.integers(0, len(x), len(x))
+        if np.ptp(x[idx]) > 0 and np.ptp(y[idx]) > 0:
+            values.append(spearman(list(x[idx]), list(y[idx])))
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+class Cache:
+    """Finished evaluations, one JSON line each, keyed by (unit, seed) under one set of settings."""
+
+    def __init__(self, path: Path | None, settings: dict):
+        self.path, self.settings, self.entries = path, settings, {}
+        if path is not None and path.is_file():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if entry["settings"] == settings:
+                    self.entries[(entry["unit"], entry["seed"])] = entry["result"]
+
+    def get(self, unit: str, seed: int) -> dict | None:
+        return self.entries.get((unit, seed))
+
+    def put(self, unit: str, seed: int, result: dict) -> None:
+        self.entries[(unit, seed)] = result
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as file:
+                file.write(json.dumps({"settings": self.settings, "unit": unit, "seed": seed, "result": result}) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--seeds", default="0,1,2", help="sampling seeds (comma-separated)")
+    parser.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE["toy"])
+    parser.add_argument("--cache", type=Path, default=None, help="append finished evaluations here; resume from it")
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop (resumably) after this long")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="folder for block_importance.{json,md,png}")
     args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
     started = time.time()
     model = load_diffusion_model("toy")
     unet = model.unet
     units = enumerate_units(unet, "block") + [u for u in enumerate_units(unet, "diffusers") if u.kind == "layer"]
     units = unit_costs(unet, units, unet.config.sample_size, model.conditioner.tokens)
-    settings = ScoreSettings(seed=args.seed).resolved(model)
+    settings = ScoreSettings().resolved(model)
     scores = {s.unit: s for s in score_units(model, units, settings)}
-
-    def quality():
-        return evaluate(model, steps=args.steps, samples=args.samples, seed=args.seed, progress=False)
-
-    base = quality()
+    eval_settings = {"samples": args.samples, "steps": args.steps, "guidance": args.guidance, "sampler": "ddim"}
+    cache = Cache(args.cache, eval_settings)
+    todo = [(name, seed) for name in [BASE] + [u.name for u in units] for seed in seeds
+            if cache.get(name, seed) is None]
+    by_name = {u.name: u for u in units}
+    for name, seed in tqdm(todo, desc="fd per (unit, seed)"):
+        if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
+            print(f"stopped after {args.max_minutes} min; {len(cache.entries)} evaluations cached in {args.cache}")
+            return
+        with removed_units(unet, [by_name[name]] if name != BASE else []):
+            result = evaluate(model, steps=args.steps, samples=args.samples, guidance=args.guidance, seeds=[seed])
+        cache.put(name, seed, {"fd": result.fd, "kid": result.kid, "class_accuracy": result.class_accuracy})
+    base = {seed: cache.get(BASE, seed) for seed in seeds}
     rows = []
-    for unit in tqdm(units, desc="fd without each unit"):
-        with removed_units(unet, [unit]):
-            result = quality()
+    for unit in units:
+        runs = {seed: cache.get(unit.name, seed) for seed in seeds}
+        increases = [runs[seed]["fd"] - base[seed]["fd"] for seed in seeds]
         rows.append({"unit": unit.name, "kind": unit.kind, "removal": unit.removal, "params": unit.params,
-                     "macs": unit.macs, "score": scores[unit.name].score, "fd": result.fd,
-                     "fd_increase": result.fd - base.fd, "class_accuracy": result.class_accuracy})
-    rho = spearman([r["score"] for r in rows], [r["fd_increase"] for r in rows])
+                     "macs": unit.macs, "score": scores[unit.name].score,
+                     "fd": float(np.mean([r["fd"] for r in runs.values()])),
+                     "fd_increase": float(np.mean(increases)),
+                     "fd_increase_std": float(np.std(increases, ddof=1)) if len(seeds) > 1 else 0.0,
+                     "class_accuracy": float(np.mean([r["class_accuracy"] for r in runs.values()])),
+                     "per_seed": runs})
+    x, y = [r["score"] for r in rows], [r["fd_increase"] for r in rows]
+    rho = spearman(x, y)
     mid = next(r for r in rows if r["unit"] == "mid")
+    base_fd = [base[seed]["fd"] for seed in seeds]
     summary = {
         "command": f"python benchmarks/study_block_importance.py --samples {args.samples} --steps {args.steps} "
-                   f"--seed {args.seed}",
-        "eval_settings": {"samples": args.samples, "steps": args.steps, "seed": args.seed,
-                          "guidance": base.guidance, "sampler": base.sampler},
+                   f"--seeds {args.seeds} --guidance {args.guidance:g}",
+        "eval_settings": {**eval_settings, "seeds": seeds},
         "score_settings": settings.to_dict(),
-        "teacher": {"fd": base.fd, "fd_real": base.fd_real, "class_accuracy": base.class_accuracy},
+        "teacher": {"fd": float(np.mean(base_fd)), "fd_std": float(np.std(base_fd, ddof=1)) if len(seeds) > 1 else 0.0,
+                    "per_seed": base},
         "spearman_score_vs_fd_increase": rho,
-        "mid_removed": {"fd": mid["fd"], "fd_increase": mid["fd_increase"], "class_accuracy": mid["class_accuracy"]},
-        "seconds": round(time.time() - started, 1),
+        "spearman_bootstrap_95": bootstrap_interval(x, y),
+        "mid_removed": {k: mid[k] for k in ("fd", "fd_increase", "fd_increase_std", "class_accuracy")},
+        "seconds_this_run": round(time.time() - started, 1),
         "units": sorted(rows, key=lambda r: r["score"]),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "block_importance.json").write_text(json.dumps(summary, indent=2) + "\n")
-    _write_markdown(summary, RESULTS / "block_importance.md")
-    _plot(summary, RESULTS / "block_importance.png")
-    print(f"teacher fd {base.fd:.3f} (fd_real {base.fd_real:.3f}), class_accuracy {base.class_accuracy:.3f}")
-    print(f"mid stage removed alone: fd {mid['fd']:.3f} (+{mid['fd_increase']:.3f}), "
-          f"class_accuracy {mid['class_accuracy']:.3f}")
-    print(f"Spearman(score, fd increase) over {len(rows)} units: {rho:.3f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "block_importance.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_markdown(summary, args.out / "block_importance.md")
+    _plot(summary, args.out / "block_importance.png")
+    low, high = summary["spearman_bootstrap_95"]
+    print(f"teacher fd {summary['teacher']['fd']:.3f} ± {summary['teacher']['fd_std']:.3f}")
+    print(f"mid stage removed alone: fd increase {mid['fd_increase']:+.3f} ± {mid['fd_increase_std']:.3f}")
+    print(f"Spearman(score, fd increase) over {len(rows)} units: {rho:.3f} (95% {low:.3f} to {high:.3f})")
 
 
 def _write_markdown(summary: dict, path: Path) -> None:
-    t = summary["teacher"]
+    t, e = summary["teacher"], summary["eval_settings"]
+    low, high = summary["spearman_bootstrap_95"]
+    mid = summary["mid_removed"]
     lines = [
         "# Block-importance study (toy model)", "",
         f"Command: `{summary['command']}`", "",
-        f"Teacher: fd {t['fd']:.3f}, fd_real {t['fd_real']:.3f}, class_accuracy {t['class_accuracy']:.3f} "
-        f"({summary['eval_settings']['samples']} samples, {summary['eval_settings']['steps']} DDIM steps, "
-        f"guidance {summary['eval_settings']['guidance']}).", "",
+        f"Each fd: {e['samples']} samples, {e['steps']} DDIM steps, guidance {e['guidance']:g}, mean over seeds "
+        f"{','.join(map(str, e['seeds']))}; each increase is paired by seed with the teacher's. "
+        f"Teacher fd {t['fd']:.3f} ± {t['fd_std']:.3f}.", "",
         f"**Spearman rank correlation between LD-Pruner score and fd increase: "
-        f"{summary['spearman_score_vs_fd_increase']:.3f}** over {len(summary['units'])} units.", "",
-        f"Mid stage (R-A-R) removed alone, no retraining: fd {summary['mid_removed']['fd']:.3f} "
-        f"(+{summary['mid_removed']['fd_increase']:.3f}), class_accuracy "
-        f"{summary['mid_removed']['class_accuracy']:.3f}.", "",
-        "| unit | kind | removal | params | score | fd | fd increase | class acc |",
+        f"{summary['spearman_score_vs_fd_increase']:.3f}** (bootstrap 95% over units: {low:.3f} to {high:.3f}) "
+        f"over {len(summary['units'])} units.", "",
+        f"Mid stage (R-A-R) removed alone, no retraining: fd increase {mid['fd_increase']:+.3f} ± "
+        f"{mid['fd_increase_std']:.3f}, class_accuracy {mid['class_accuracy']:.3f}.", "",
+        "| unit | kind | removal | params | score | fd | fd increase (± std over seeds) | class acc |",
         "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     lines += [f"| {r['unit']} | {r['kind']} | {r['removal']} | {r['params']:,} | {r['score']:.4g} | {r['fd']:.3f} | "
-              f"{r['fd_increase']:+.3f} | {r['class_accuracy']:.3f} |" for r in summary["units"]]
+              f"{r['fd_increase']:+.3f} ± {r['fd_increase_std']:.3f} | {r['class_accuracy']:.3f} |"
+              for r in summary["units"]]
     path.write_text("\n".join(lines) + "\n")
 
 

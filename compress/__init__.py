@@ -1,10 +1,15 @@
 """compress: prune, recover, distil, export and benchmark diffusion and SR models."""
 
-from compress.errors import CompressError
-from compress.models.loading import DiffusionModel
-from compress.models.pruned import load_unet
-from compress.models.registry import list_models
-from compress.models.resolve import create, load_diffusion_model
-from compress.prune import prune
+from compress.lazy import lazy_exports
 
-__all__ = ["CompressError", "DiffusionModel", "create", "list_models", "load_diffusion_model", "load_unet", "prune"]
+_EXPORTS = {
+    "CompressError": "compress.errors",
+    "DiffusionModel": "compress.models.loading",
+    "create": "compress.models.resolve",
+    "list_models": "compress.models.registry",
+    "load_diffusion_model": "compress.models.resolve",
+    "load_unet": "compress.models.pruned",
+    "prune": "compress.prune",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

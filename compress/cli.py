@@ -9,6 +9,7 @@ import click
 from compress.bench.cli import bench_cmd, compare_cmd, npu_check_cmd
 from compress.clitools import user_errors
 from compress.evaluate.cli import eval_cmd
+from compress.evaluate.defaults import SAMPLER_NAMES
 from compress.sr.cli import sr
 from exporters.cli import export_cmd
 
@@ -234,9 +235,11 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
 
 
 @main.command("sample")
-@click.option("--model", required=True, help="Registry name or any folder the toolkit writes.")
+@click.option("--model", required=True,
+              help="Registry name or any folder the toolkit writes, an export folder included (its UNet then runs "
+                   "in ONNX Runtime or OpenVINO).")
 @click.option("--steps", type=int, default=25, show_default=True)
-@click.option("--sampler", type=click.Choice(["ddim", "ddpm", "euler", "lcm"]), default=None,
+@click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
               help="Override the scheduler saved with the model (default: the saved one, else DDIM).")
 @click.option("--class", "class_id", type=int, default=None, help="Toy family: the digit (default: one of each).")
 @click.option("--prompt", default=None, help="SD family: the text prompt.")
@@ -251,6 +254,7 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
 
     \b
       compress sample --model toy-lcm --steps 4 --class 7 --out seven.png
+      compress sample --model out/toy-onnx --out digits.png      # an export, run by onnxruntime
       compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
     """
     from compress.evaluate.generate import generate

@@ -51,3 +51,20 @@ def deprecated_alias(value: Any, old_value: Any, name: str, old_name: str) -> An
         raise click.UsageError(f"{old_name} is a deprecated name of {name}; give only {name}")
     click.echo(f"warning: {old_name} is deprecated; use {name}", err=True)
     return old_value
+
+
+class IntList(click.ParamType):
+    """A comma-separated list of integers, e.g. `--seeds 0,1,2`."""
+
+    name = "INTS"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            items = tuple(int(item) for item in str(value).split(","))
+        except ValueError:
+            self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 0,1,2)", param, ctx)
+        if len(set(items)) != len(items):
+            self.fail(f"{value!r} repeats a value", param, ctx)
+        return items

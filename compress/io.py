@@ -1,4 +1,7 @@
-"""Output folders that appear whole or not at all, safe checkpoint loading, and JSON."""
+"""Output folders that appear whole or not at all, safe checkpoint loading, and JSON.
+
+torch and safetensors are imported inside the loaders: the CLI imports this module to print its help.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +13,12 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any
 
 from compress.errors import CompressError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _umask() -> int:
@@ -65,6 +67,9 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
 
 def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Load a safetensors file, turning a missing or corrupt file into a one-line CompressError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
     if not path.is_file():
         raise CompressError(f"weights file not found: {path}")
@@ -76,6 +81,8 @@ def load_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 def load_torch_checkpoint(path: str | os.PathLike) -> Any:
     """Load a torch checkpoint with `weights_only=True` (no pickled code runs)."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CompressError(f"checkpoint not found: {path}")

@@ -139,21 +139,33 @@ class PruneReport(Record):
 class EvalResult(Record):
     """Sample quality of a toy-family model (`compress eval`), judged by the shipped digit classifier.
 
+    Each metric is the mean over `seeds` (one sampling run of `samples` images per seed) with its sample
+    standard deviation (`*_std`, 0 for one seed); `per_seed` keeps every run's values.
     fd: Frechet distance between classifier features of samples and of held-out digits;
-    fd_real: the same between train and held-out digits, the floor a perfect model reaches.
+    kid: the kernel (MMD^2) distance between the same features, unbiased, so comparable across sample counts;
+    fd_real / kid_real: the same between train and held-out digits, the floor a perfect model reaches.
+    runtime / precision: what computed the UNet ("torch", or the export's runtime) and in what precision.
     """
 
     model: str
     class_accuracy: float  # share of samples classified as the class they were conditioned on
+    class_accuracy_std: float
     fd: float
+    fd_std: float
+    kid: float
+    kid_std: float
     fd_real: float
-    samples: int
+    kid_real: float
+    samples: int  # per seed
     steps: int
     sampler: str
     guidance: float
-    seed: int
+    seeds: list[int]
+    per_seed: list[dict[str, float]]  # {"seed", "class_accuracy", "fd", "kid", "sampling_seconds"}
+    runtime: str
+    precision: str
     seconds: float  # the whole evaluation: loading, sampling, classifying
-    sampling_seconds: float  # sampling alone: seconds / samples is the wall time per sample
+    sampling_seconds: float  # sampling alone, all seeds: seconds / (samples x seeds) is the wall time per sample
 
 
 @dataclass

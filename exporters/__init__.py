@@ -5,10 +5,16 @@ One export config per model family (`exporters.config`), one module per format (
 extras and are imported only when a format needs them.
 """
 
-from compress.types import ExportArtifact
-from exporters.api import export
-from exporters.config import FORMATS, load_export_config
-from exporters.validate import ValidationError, read_artifact, validate_artifact
+from compress.lazy import lazy_exports
 
-__all__ = ["FORMATS", "ExportArtifact", "ValidationError", "export", "load_export_config", "read_artifact",
-           "validate_artifact"]
+_EXPORTS = {
+    "ExportArtifact": "compress.types",
+    "FORMATS": "exporters.formats",
+    "ValidationError": "exporters.validate",
+    "export": "exporters.api",
+    "load_export_config": "exporters.config",
+    "read_artifact": "exporters.validate",
+    "validate_artifact": "exporters.validate",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

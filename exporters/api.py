@@ -14,7 +14,8 @@ from compress.errors import CompressError
 from compress.io import atomic_output_dir, write_json
 from compress.types import ExportArtifact
 from exporters import coreml, onnx, openvino
-from exporters.config import FORMATS, ExportConfig, load_export_config
+from exporters.config import ExportConfig, load_export_config
+from exporters.formats import FORMATS
 from exporters.utils import describe_exception, path_size, peak_memory_mb, status
 from exporters.validate import REPORT_FILE, ValidationError, make_check, run_checks
 

@@ -9,9 +9,7 @@ import click
 
 from compress.clitools import user_errors
 from compress.types import ExportArtifact
-from exporters.config import FORMATS
-from exporters.coreml import PALETTE_BITS, TARGETS
-from exporters.onnx import MIN_OPSET
+from exporters.formats import FORMATS, MIN_OPSET, PALETTE_BITS, TARGETS
 
 
 def _format(value: Any) -> str:

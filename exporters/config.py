@@ -22,10 +22,10 @@ import torch
 from torch import nn
 
 from compress.errors import CompressError
+from compress.io import write_json
 from compress.models.loading import public_config
 from compress.models.sd import NUM_TRAIN_TIMESTEPS, SD_TEXT_TOKENS
 
-FORMATS = ("onnx", "openvino", "coreml")
 SPAN_DEFAULT_SIZE = 256
 VALIDATION_TIMESTEPS = (999, 1)  # the first and last step of a sampling trajectory
 
@@ -126,9 +126,12 @@ class UNetExportConfig(ExportConfig):
 
     def __init__(self, unet: nn.Module, name: str, batch: int = 1, height: int | None = None,
                  width: int | None = None, sequence_length: int = SD_TEXT_TOKENS,
-                 conditioning: Callable[[int], torch.Tensor] | None = None):
+                 conditioning: Callable[[int], torch.Tensor] | None = None,
+                 scheduler_config: dict[str, Any] | None = None, conditioner: nn.Module | None = None):
         self.unet = unet
         self.conditioning = conditioning  # batch -> the model's own encoder_hidden_states (toy classes, SD prompts)
+        self.scheduler_config = scheduler_config  # saved beside the model, so the export can be sampled as trained
+        self.conditioner = conditioner  # the toy's class table, saved so `compress eval` can sample the export
         size = unet.config.sample_size
         default_h, default_w = (size, size) if isinstance(size, int) else tuple(size)
         height, width = _default(height, default_h), _default(width, default_w)
@@ -175,11 +178,19 @@ class UNetExportConfig(ExportConfig):
         return sets
 
     def write_extras(self, format: str, directory: Path) -> list[str]:
-        """optimum's pipelines read `unet/config.json` next to the ONNX / OpenVINO model."""
-        if format == "coreml":
-            return []
-        self.unet.save_config(directory / "unet")
-        return ["unet/config.json"]
+        """optimum's pipelines read `unet/config.json` next to the ONNX / OpenVINO model; `scheduler/` (and the
+        toy's `conditioner/`) let `compress eval` and `compress sample` run the export as the model was sampled."""
+        files = []
+        if format != "coreml":
+            self.unet.save_config(directory / "unet")
+            files.append("unet/config.json")
+        if self.scheduler_config is not None:
+            write_json(directory / "scheduler" / "scheduler_config.json", self.scheduler_config)
+            files.append("scheduler/scheduler_config.json")
+        if self.conditioner is not None:
+            self.conditioner.save(directory / "conditioner")
+            files += ["conditioner/config.json", "conditioner/model.safetensors"]
+        return files
 
     def describe(self) -> dict[str, Any]:
         return {"unet_config": public_config(self.unet.config)}
@@ -256,7 +267,8 @@ def load_export_config(source: Any, *, batch: int = 1, height: int | None = None
         tokens = sequence_length or text_tokens(source)
         known = source.conditioner is not None or source.text_encoder is not None
         conditioning = (lambda n: calibration_conditioning(source, n, seed)[0]) if known else None
-        return UNetExportConfig(source.unet, source.name, batch, height, width, tokens, conditioning)
+        return UNetExportConfig(source.unet, source.name, batch, height, width, tokens, conditioning,
+                                source.scheduler_config, source.conditioner)
     if isinstance(source, UNet2DConditionModel):
         return UNetExportConfig(source.eval(), "unet", batch, height, width, sequence_length or SD_TEXT_TOKENS)
     raise CompressError(f"cannot export a {type(source).__name__}; pass a registry name, a folder, a SPAN or a "

@@ -23,9 +23,8 @@ from compress.optional import require
 from exporters.attention import ATTENTION_IMPLEMENTATIONS, attention_implementation
 from exporters.chunks import first_chunk_outputs, split_unet
 from exporters.config import ExportConfig, TensorSpec
+from exporters.formats import PALETTE_BITS, TARGETS
 
-TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")
-PALETTE_BITS = (1, 2, 3, 4, 6, 8)
 CHUNK_WEIGHT_LIMIT = 1024**3  # iOS maps at most about 1 GB of weights per model
 WEIGHTS_FILE = "Data/com.apple.CoreML/weights/weight.bin"
 

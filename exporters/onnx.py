@@ -17,8 +17,8 @@ import torch
 from compress.errors import CompressError
 from compress.optional import require
 from exporters.config import ExportConfig
+from exporters.formats import MIN_OPSET
 
-MIN_OPSET = 18  # asking for opset 17 produced an invalid model (a Split with num_outputs), DESIGN.md section 7
 EXTERNAL_DATA_OVER = int(0.95 * 2 * 1024**3)  # protobuf's 2 GiB file limit, less headroom for the graph itself
 EXTERNAL_DATA_SUFFIX = "_data"
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}

@@ -74,3 +74,36 @@ def caption_folder(root, n=4):
         lines.append(json.dumps({"file_name": f"{i}.png", "text": f"a photo number {i}"}))
     (root / "captions.jsonl").write_text("\n".join(lines) + "\n")
     return root
+
+
+def run_console(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """The console entry point (`compress ...`) in-process: exit code, stdout, stderr, as a user would see them."""
+    import pytest
+
+    from compress.cli import run
+
+    monkeypatch.setattr("sys.argv", ["compress", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        run()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def corrupt_onnx_export(source, target, scale: float = 0.1) -> None:
+    """Copy an ONNX export and add noise (`scale` x the largest |weight|) to the last convolution's weight: a wrong
+    weight the runtime still loads. (A weight followed by a normalisation could be scaled without effect;
+    conv_out feeds the output directly.)"""
+    import shutil
+
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    shutil.copytree(source, target)
+    path = target / "unet" / "model.onnx"
+    model = onnx.load(str(path))
+    weight = next(t for t in model.graph.initializer if t.name.endswith("conv_out.weight"))
+    values = numpy_helper.to_array(weight)
+    noisy = values + scale * np.abs(values).max() * np.random.default_rng(0).standard_normal(values.shape)
+    weight.CopyFrom(numpy_helper.from_array(noisy.astype(values.dtype), weight.name))
+    onnx.save(model, str(path))

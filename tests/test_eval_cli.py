@@ -1,6 +1,7 @@
 """`compress eval` and `compress.evaluate.evaluate`: result keys, files written, one-line errors."""
 
 import json
+import statistics
 
 import pytest
 from click.testing import CliRunner
@@ -9,8 +10,10 @@ from compress.cli import main
 from compress.evaluate import EvalResult, evaluate
 from compress.models.registry import assets_dir
 from compress.models.resolve import load_diffusion_model
+from helpers import run_console
 
-KEYS = {"model", "class_accuracy", "fd", "fd_real", "samples", "steps", "sampler", "guidance", "seed", "seconds",
+KEYS = {"model", "class_accuracy", "class_accuracy_std", "fd", "fd_std", "kid", "kid_std", "fd_real", "kid_real",
+        "samples", "steps", "sampler", "guidance", "seeds", "per_seed", "runtime", "precision", "seconds",
         "sampling_seconds"}
 
 
@@ -40,14 +43,42 @@ def test_tiny_run_writes_json_and_grid_beside_it(toy_dir, tmp_path):
     written = json.loads((tmp_path / "eval.json").read_text())
     assert set(written) == KEYS
     assert written["samples"] == 20 and written["steps"] == 2 and written["sampler"] == "ddim"
+    assert written["seeds"] == [0, 1, 2] and [run["seed"] for run in written["per_seed"]] == [0, 1, 2]
+    assert written["runtime"] == "torch" and written["precision"] == "float32"
+    for metric in ("class_accuracy", "fd", "kid"):  # the summary is the mean and sample std of the runs
+        values = [run[metric] for run in written["per_seed"]]
+        assert written[metric] == pytest.approx(statistics.fmean(values), abs=1e-4)
+        assert written[f"{metric}_std"] == pytest.approx(statistics.stdev(values), abs=1e-4)
     assert 0.0 <= written["class_accuracy"] <= 1.0 and written["fd"] > written["fd_real"] > 0.0
+    assert written["kid"] > written["kid_real"]
+    assert len({run["fd"] for run in written["per_seed"]}) == 3  # the seeds really drew different samples
     assert (tmp_path / "eval.png").read_bytes().startswith(b"\x89PNG")
-    assert "class_accuracy" in result.stdout
+    assert "fd" in result.stdout and "+-" in result.stdout and "per seed" in result.stdout
+
+
+def test_one_seed_has_no_spread_and_a_seed_repeats_its_samples(toy_dir):
+    first = evaluate(toy_dir, steps=2, samples=12, seeds=[5])
+    again = evaluate(toy_dir, steps=2, samples=12, seeds=[4, 5])
+    assert first.fd_std == 0.0 and first.seeds == [5]
+    assert again.per_seed[1]["fd"] == first.fd and again.per_seed[1]["kid"] == first.kid
+
+
+@pytest.mark.parametrize("seeds,message", [("", "comma-separated list of integers"),
+                                           ("0,a", "comma-separated list of integers"),
+                                           ("1,,2", "comma-separated list of integers"),
+                                           ("0,1,0", "repeats a value")])
+def test_malformed_seeds_are_one_error_line_before_any_work(toy_dir, tmp_path, monkeypatch, capsys, seeds,
+                                                            message):
+    code, _, err = run_console(monkeypatch, capsys, "eval", "--model", toy_dir, "--seeds", seeds,
+                               "--json", tmp_path / "eval.json")
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+    assert not (tmp_path / "eval.json").exists()
 
 
 def test_python_api_takes_a_loaded_model_and_an_explicit_grid(toy_dir, tmp_path):
     result = evaluate(load_diffusion_model(toy_dir), steps=1, sampler="lcm", samples=10, guidance=1.0,
-                      grid_path=tmp_path / "grid.png")
+                      seeds=[0], grid_path=tmp_path / "grid.png")
     assert isinstance(result, EvalResult) and result.sampler == "lcm" and result.guidance == 1.0
     assert EvalResult.from_dict(result.to_dict()) == result
     assert (tmp_path / "grid.png").is_file()
@@ -67,5 +98,5 @@ def test_non_toy_models_are_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (assets_dir("toy") / "unet").is_dir(), reason="trained toy not shipped yet")
 def test_trained_toy_draws_the_digits_it_is_asked_for():
-    result = evaluate("toy", samples=100)
+    result = evaluate("toy", samples=100, seeds=[0])
     assert result.class_accuracy >= 0.9

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
 import pytest
 import torch
 from click.testing import CliRunner
 from diffusers import UNet2DConditionModel
-from onnx import numpy_helper
 
 from compress.cli import main
 from compress.io import write_json
@@ -25,6 +21,7 @@ from compress.types import ExportArtifact, RemovalPlan
 from exporters import ValidationError, export, load_export_config, read_artifact, validate_artifact
 from exporters.attention import attention_implementation
 from exporters.chunks import split_unet
+from helpers import corrupt_onnx_export
 
 UNET_INPUTS = ["sample", "timestep", "encoder_hidden_states"]
 # covers every bypass module: ShortcutResnet (down.2.pair.0), PassThroughResnet + PassThroughAttention (pairs),
@@ -103,24 +100,9 @@ def test_validation_sets_use_the_models_own_conditioning(models):
     assert [prefix for prefix, _ in plain.validation_sets(seed=1)] == [""]  # no conditioner known: random only
 
 
-def _corrupt(source: Path, target: Path) -> None:
-    """Copy an ONNX export and perturb the last convolution's weight: a wrong weight the runtime still loads.
-
-    (A weight followed by a normalisation could be scaled without effect; conv_out feeds the output directly.)
-    """
-    shutil.copytree(source, target)
-    path = target / "unet" / "model.onnx"
-    model = onnx.load(str(path))
-    weight = next(t for t in model.graph.initializer if t.name.endswith("conv_out.weight"))
-    values = numpy_helper.to_array(weight)
-    values = values + 0.1 * np.abs(values).max() * np.random.default_rng(0).standard_normal(values.shape)
-    weight.CopyFrom(numpy_helper.from_array(values.astype(np.float32), weight.name))
-    onnx.save(model, str(path))
-
-
 def test_wrong_weight_fails_validation(toy_onnx, models, tmp_path):
     bad = tmp_path / "bad"
-    _corrupt(Path(toy_onnx.directory), bad)
+    corrupt_onnx_export(Path(toy_onnx.directory), bad)
     with pytest.raises(ValidationError) as failure:
         validate_artifact(bad, models["toy"])
     assert _passed(failure.value.artifact, "rel_l2") is False

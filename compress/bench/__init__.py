@@ -6,43 +6,35 @@
     report = gate(results, "baseline.json", max_regression=0.15)
 """
 
-from compress.bench.backends import BACKENDS, Backend, list_backends
-from compress.bench.estimate import PROFILES, DeviceProfile, estimate, get_profile
-from compress.bench.gate import GateReport, gate, load_baseline, save_baseline
-from compress.bench.graphs import Graph, OpCost
-from compress.bench.host import peak_gemm_gflops, reference_ms
-from compress.bench.npu import NPU_TARGETS, NpuReport, npu_check
-from compress.bench.report import markdown, plot, write_results_json
-from compress.bench.runner import bench
-from compress.bench.stats import summarise
-from compress.bench.targets import Target, resolve_target
-from compress.types import BenchResult
+from compress.lazy import lazy_exports
 
-__all__ = [
-    "BACKENDS",
-    "NPU_TARGETS",
-    "PROFILES",
-    "Backend",
-    "BenchResult",
-    "DeviceProfile",
-    "GateReport",
-    "Graph",
-    "NpuReport",
-    "OpCost",
-    "Target",
-    "bench",
-    "estimate",
-    "gate",
-    "get_profile",
-    "list_backends",
-    "load_baseline",
-    "markdown",
-    "npu_check",
-    "peak_gemm_gflops",
-    "plot",
-    "reference_ms",
-    "resolve_target",
-    "save_baseline",
-    "summarise",
-    "write_results_json",
-]
+_EXPORTS = {
+    "BACKENDS": "compress.bench.backends",
+    "Backend": "compress.bench.backends",
+    "BenchResult": "compress.types",
+    "DeviceProfile": "compress.bench.estimate",
+    "GateReport": "compress.bench.gate",
+    "Graph": "compress.bench.graphs",
+    "NPU_TARGETS": "compress.bench.npu",
+    "NpuReport": "compress.bench.npu",
+    "OpCost": "compress.bench.graphs",
+    "PROFILES": "compress.bench.estimate",
+    "Target": "compress.bench.targets",
+    "bench": "compress.bench.runner",
+    "estimate": "compress.bench.estimate",
+    "gate": "compress.bench.gate",
+    "get_profile": "compress.bench.estimate",
+    "list_backends": "compress.bench.backends",
+    "load_baseline": "compress.bench.gate",
+    "markdown": "compress.bench.report",
+    "npu_check": "compress.bench.npu",
+    "peak_gemm_gflops": "compress.bench.host",
+    "plot": "compress.bench.report",
+    "reference_ms": "compress.bench.host",
+    "resolve_target": "compress.bench.targets",
+    "save_baseline": "compress.bench.gate",
+    "summarise": "compress.bench.stats",
+    "write_results_json": "compress.bench.report",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

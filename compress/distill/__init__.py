@@ -1,5 +1,12 @@
 """Few-step samplers by consistency distillation (LCM) and Direct CM."""
 
-from compress.distill.train import DistillResult, DistillSettings, distill, with_guidance_embedding
+from compress.lazy import lazy_exports
 
-__all__ = ["DistillResult", "DistillSettings", "distill", "with_guidance_embedding"]
+_EXPORTS = {
+    "DistillResult": "compress.distill.train",
+    "DistillSettings": "compress.distill.train",
+    "distill": "compress.distill.train",
+    "with_guidance_embedding": "compress.distill.train",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,9 +1,16 @@
-"""Sample quality for the toy family: sampling, the digit-classifier judge and the Frechet distance."""
+"""Sample quality for the toy family: sampling, the digit-classifier judge, the Frechet and kernel distances."""
 
-from compress.evaluate.frechet import frechet_distance
-from compress.evaluate.quality import evaluate
-from compress.evaluate.sampling import SAMPLERS, sample
-from compress.models.guidance import DEFAULT_GUIDANCE
-from compress.types import EvalResult
+from compress.lazy import lazy_exports
 
-__all__ = ["DEFAULT_GUIDANCE", "SAMPLERS", "EvalResult", "evaluate", "frechet_distance", "sample"]
+_EXPORTS = {
+    "DEFAULT_GUIDANCE": "compress.models.guidance",
+    "DEFAULT_SEEDS": "compress.evaluate.defaults",
+    "EvalResult": "compress.types",
+    "SAMPLERS": "compress.evaluate.sampling",
+    "evaluate": "compress.evaluate.quality",
+    "frechet_distance": "compress.evaluate.frechet",
+    "kernel_distance": "compress.evaluate.frechet",
+    "sample": "compress.evaluate.sampling",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

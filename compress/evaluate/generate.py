@@ -11,12 +11,11 @@ from PIL import Image
 
 from compress.errors import CompressError
 from compress.evaluate.images import save_grid
-from compress.evaluate.sampling import denoise, make_scheduler, sample
+from compress.evaluate.sampling import denoise, load_sampling_model, make_scheduler, sample
 from compress.io import atomic_file
 from compress.models.conditioning import encode_prompts
 from compress.models.guidance import DEFAULT_GUIDANCE
 from compress.models.loading import DiffusionModel, load_sd_text_encoder
-from compress.models.resolve import load_diffusion_model
 from compress.models.toy import NUM_CLASSES
 
 
@@ -31,8 +30,11 @@ def generate(
     seed: int = 0,
     pipeline: str | os.PathLike | None = None,
 ) -> Path:
-    """Write a PNG: toy family, one digit (`class_id`) or one of each class; SD family, one image for `prompt`."""
-    loaded = load_diffusion_model(model)
+    """Write a PNG: toy family, one digit (`class_id`) or one of each class; SD family, one image for `prompt`.
+
+    `model` may be a folder `compress export` wrote: its UNet then runs in the export's runtime.
+    """
+    loaded = load_sampling_model(model)
     guidance = DEFAULT_GUIDANCE[loaded.family] if guidance is None else guidance
     out = Path(out)
     if loaded.family == "toy":

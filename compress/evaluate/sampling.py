@@ -7,6 +7,8 @@ seed gives the same images.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import Any
 
 import torch
@@ -15,16 +17,14 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from tqdm import tqdm
 
 from compress.errors import CompressError
+from compress.evaluate.defaults import SAMPLER_NAMES
 from compress.models.guidance import DEFAULT_GUIDANCE, guidance_embedding
 from compress.models.loading import DiffusionModel, scheduler_from_config
+from compress.models.resolve import load_diffusion_model
 from compress.models.toy import NULL_CLASS
 
-SAMPLERS: dict[str, type[SchedulerMixin]] = {
-    "ddim": DDIMScheduler,
-    "ddpm": DDPMScheduler,
-    "euler": EulerDiscreteScheduler,
-    "lcm": LCMScheduler,
-}
+SAMPLERS: dict[str, type[SchedulerMixin]] = dict(zip(
+    SAMPLER_NAMES, (DDIMScheduler, DDPMScheduler, EulerDiscreteScheduler, LCMScheduler), strict=True))
 # Saved schedulers that choose the sampler when none is asked for. A saved DDPMScheduler is
 # absent on purpose: diffusers' training scripts save it as the noise schedule, not as a
 # sampling choice, and ancestral DDPM at few steps is worse than DDIM.
@@ -53,6 +53,19 @@ def make_scheduler(scheduler_config: dict[str, Any], sampler: str | None, steps:
     return scheduler
 
 
+def load_sampling_model(model: str | os.PathLike | DiffusionModel, family: str | None = None) -> DiffusionModel:
+    """A registry name or model folder (sampled in torch), or a folder `compress export` wrote (sampled through
+    its runtime, so the quality measured is that of the exported graph). `family="toy"` refuses an export of
+    another family before its runtime is loaded."""
+    if isinstance(model, DiffusionModel):
+        return model
+    from exporters.runtime import is_export_folder, load_exported_model  # the runtimes load only when asked for
+
+    if is_export_folder(model):
+        return load_exported_model(model, family)
+    return load_diffusion_model(model)
+
+
 def _check_labels(labels: torch.Tensor) -> torch.Tensor:
     labels = torch.as_tensor(labels, dtype=torch.long)
     if labels.ndim != 1 or labels.numel() == 0:
@@ -72,13 +85,15 @@ def sample(
     seed: int = 0,
     batch_size: int = 250,
     progress: bool = False,
+    bar: tqdm | None = None,
 ) -> torch.Tensor:
     """Generate one image per class id in `labels`: (N, C, H, W) in [-1, 1].
 
     `sampler` is ddim | ddpm | euler | lcm, or None for the scheduler saved with the model.
     `guidance` is the classifier-free guidance scale (1 = conditional only, one UNet pass).
     The same seed and batch size give identical images. The initial noise is drawn for all
-    samples at once, so with deterministic samplers `batch_size` changes them only by rounding.
+    samples at once, so with deterministic samplers `batch_size` changes them only by rounding. `bar` (one
+    update per batch and step) lets a caller show several sampling runs on one progress bar.
     """
     if model.conditioner is None:
         raise CompressError(f"sampling needs a toy-family model with a class conditioner; {model.name} has none")
@@ -95,7 +110,8 @@ def sample(
 
     chunks = list(zip(noise.split(batch_size), labels.split(batch_size), strict=True))
     images = []
-    with tqdm(total=len(chunks) * steps, desc="sample", disable=not progress) as bar:
+    with contextlib.nullcontext(bar) if bar is not None else tqdm(
+            total=len(chunks) * steps, desc="sample", disable=not progress) as bar:
         for x, chunk_labels in chunks:
             cond = model.conditioner(chunk_labels).to(unet.dtype)
             images.append(denoise(unet, scheduler, steps, x, cond, uncond, guidance, generator, bar).clamp(-1.0, 1.0))

@@ -7,8 +7,10 @@ Scoring, sampling, evaluation and distillation all read `DEFAULT_GUIDANCE`; a co
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 # sd: the value of the diffusers SD pipelines. toy: at 25 DDIM steps it gives class_accuracy 1.0 (500 samples).
 DEFAULT_GUIDANCE = {"sd": 7.5, "toy": 3.0}
@@ -21,6 +23,8 @@ def guidance_embedding(w: torch.Tensor, dim: int = W_EMBEDDING_DIM) -> torch.Ten
     Computed on `w`'s device, in `w`'s dtype when it is floating point (else float32), so a training loop on
     a GPU or in float64 gets its embedding where and as its other inputs are.
     """
+    import torch  # here, so that reading DEFAULT_GUIDANCE (the CLI's help does) does not import torch
+
     dtype = w.dtype if w.dtype.is_floating_point else torch.float32
     w = (w.to(dtype) - 1.0) * 1000.0
     half = dim // 2

@@ -1,16 +1,25 @@
 """Block-importance pruning of diffusers UNets (LD-Pruner scores, BK-SDM-style surgery)."""
 
-from compress.models.surgery import removed_units
-from compress.models.units import enumerate_units, find_units, units_conflict
-from compress.prune.cost import UNetCost, cost_without, count_params, measure, unit_costs
-from compress.prune.pipeline import LatencySettings, prune
-from compress.prune.presets import PRESETS
-from compress.prune.rewrite import build_diffusers_unet, pruned_config
-from compress.prune.score import ScoreSettings, score_units
-from compress.prune.select import select_units
+from compress.lazy import lazy_exports
 
-__all__ = [
-    "PRESETS", "LatencySettings", "ScoreSettings", "UNetCost", "build_diffusers_unet", "cost_without", "count_params",
-    "enumerate_units", "find_units", "measure", "prune", "pruned_config", "removed_units", "score_units",
-    "select_units", "unit_costs", "units_conflict",
-]
+_EXPORTS = {
+    "LatencySettings": "compress.prune.pipeline",
+    "PRESETS": "compress.prune.presets",
+    "ScoreSettings": "compress.prune.score",
+    "UNetCost": "compress.prune.cost",
+    "build_diffusers_unet": "compress.prune.rewrite",
+    "cost_without": "compress.prune.cost",
+    "count_params": "compress.prune.cost",
+    "enumerate_units": "compress.models.units",
+    "find_units": "compress.models.units",
+    "measure": "compress.prune.cost",
+    "prune": "compress.prune.pipeline",
+    "pruned_config": "compress.prune.rewrite",
+    "removed_units": "compress.models.surgery",
+    "score_units": "compress.prune.score",
+    "select_units": "compress.prune.select",
+    "unit_costs": "compress.prune.cost",
+    "units_conflict": "compress.models.units",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

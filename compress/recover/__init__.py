@@ -1,6 +1,13 @@
 """Finetune-recovery of pruned UNets by output- and feature-level knowledge distillation."""
 
-from compress.recover.features import FeaturePair, feature_pairs
-from compress.recover.train import RecoverResult, RecoverSettings, recover
+from compress.lazy import lazy_exports
 
-__all__ = ["FeaturePair", "RecoverResult", "RecoverSettings", "feature_pairs", "recover"]
+_EXPORTS = {
+    "FeaturePair": "compress.recover.features",
+    "RecoverResult": "compress.recover.train",
+    "RecoverSettings": "compress.recover.train",
+    "feature_pairs": "compress.recover.features",
+    "recover": "compress.recover.train",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

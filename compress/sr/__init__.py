@@ -1,32 +1,28 @@
 """SPAN super-resolution: the architecture, its exact re-parameterisation, training, evaluation and upscaling."""
 
-from compress.models.resolve import load_span
-from compress.models.span import SPAB, SPAN, Conv3XC
-from compress.models.span_checkpoint import export_official, official_state_dict, save_span, span_from_state_dict
-from compress.sr.cost import SPANCost, span_cost
-from compress.sr.evaluate import SREvalResult, SRImageScore, evaluate_sr
-from compress.sr.train import TrainConfig, TrainReport, train_span
-from compress.sr.upscale import deploy_model, upscale_folder, upscale_image, upscale_tensor
+from compress.lazy import lazy_exports
 
-__all__ = [
-    "SPAN",
-    "SPAB",
-    "Conv3XC",
-    "SPANCost",
-    "SREvalResult",
-    "SRImageScore",
-    "TrainConfig",
-    "TrainReport",
-    "deploy_model",
-    "export_official",
-    "official_state_dict",
-    "evaluate_sr",
-    "load_span",
-    "save_span",
-    "span_cost",
-    "span_from_state_dict",
-    "train_span",
-    "upscale_folder",
-    "upscale_image",
-    "upscale_tensor",
-]
+_EXPORTS = {
+    "Conv3XC": "compress.models.span",
+    "SPAB": "compress.models.span",
+    "SPAN": "compress.models.span",
+    "SPANCost": "compress.sr.cost",
+    "SREvalResult": "compress.sr.evaluate",
+    "SRImageScore": "compress.sr.evaluate",
+    "TrainConfig": "compress.sr.train",
+    "TrainReport": "compress.sr.train",
+    "deploy_model": "compress.sr.upscale",
+    "evaluate_sr": "compress.sr.evaluate",
+    "export_official": "compress.models.span_checkpoint",
+    "load_span": "compress.models.resolve",
+    "official_state_dict": "compress.models.span_checkpoint",
+    "save_span": "compress.models.span_checkpoint",
+    "span_cost": "compress.sr.cost",
+    "span_from_state_dict": "compress.models.span_checkpoint",
+    "train_span": "compress.sr.train",
+    "upscale_folder": "compress.sr.upscale",
+    "upscale_image": "compress.sr.upscale",
+    "upscale_tensor": "compress.sr.upscale",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
