@@ -247,9 +247,10 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
 @click.option("--pipeline", default=None, type=click.Path(),
               help="SD family: pipeline folder whose text_encoder/, tokenizer/ and vae/ to use.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(), help="PNG file to write.")
+@click.option("--out", required=True, type=click.Path(), help="Image file to write: .png, .jpg or .jpeg.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @user_errors
-def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed, out) -> None:
+def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed, out, overwrite) -> None:
     """Sample images from a model with the scheduler saved with it (LCM for distilled students).
 
     \b
@@ -257,6 +258,10 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
       compress sample --model out/toy-onnx --out digits.png      # an export, run by onnxruntime
       compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
     """
+    from compress.io import check_new_files, image_format
+
+    check_new_files([out], overwrite)
+    image_format(out)
     from compress.evaluate.generate import generate
 
     path = generate(model, out, steps=steps, sampler=sampler, class_id=class_id, prompt=prompt, guidance=guidance,

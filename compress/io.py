@@ -119,3 +119,25 @@ def read_json(path: str | os.PathLike) -> Any:
         raise CompressError(f"file not found: {path}") from None
     except json.JSONDecodeError as exc:
         raise CompressError(f"{path} is not valid JSON: {exc}") from None
+
+
+IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # what an image path's extension asks for
+
+
+def image_format(path: str | os.PathLike) -> str:
+    """The PIL format an image path's extension names; an unknown extension is an error, not silent PNG bytes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_FORMATS:
+        raise CompressError(f"{path}: unknown image extension {suffix or '(none)'!r}; use one of "
+                            f"{', '.join(IMAGE_FORMATS)}")
+    return IMAGE_FORMATS[suffix]
+
+
+def check_new_files(paths: list[str | os.PathLike | None], overwrite: bool) -> None:
+    """Refuse, before any work, to replace an existing file unless `overwrite`, and any path that is a folder."""
+    for path in filter(None, paths):
+        path = Path(path)
+        if path.is_dir():
+            raise CompressError(f"{path} is a folder; give a file path")
+        if path.exists() and not overwrite:
+            raise CompressError(f"{path} already exists (pass --overwrite to replace it)")

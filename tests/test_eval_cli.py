@@ -100,3 +100,31 @@ def test_non_toy_models_are_refused(tmp_path):
 def test_trained_toy_draws_the_digits_it_is_asked_for():
     result = evaluate("toy", samples=100, seeds=[0])
     assert result.class_accuracy >= 0.9
+
+
+def test_eval_does_not_replace_a_grid_or_json_the_user_did_not_allow(toy_dir, tmp_path, monkeypatch, capsys):
+    """--json X.json puts its grid at X.png: an existing X.png (or X.json) is refused before any sampling."""
+    (tmp_path / "eval.png").write_bytes(b"mine")
+    code, _, err = run_console(monkeypatch, capsys, "eval", "--model", toy_dir, "--json", tmp_path / "eval.json")
+    assert code == 2 and err.startswith("error: ") and "already exists" in err and len(err.splitlines()) == 1
+    assert (tmp_path / "eval.png").read_bytes() == b"mine" and not (tmp_path / "eval.json").exists()
+    result = run("--model", toy_dir, "--samples", 4, "--steps", 1, "--seeds", "0", "--json", tmp_path / "eval.json",
+                 "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "eval.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_sample_refuses_an_existing_file_and_writes_the_format_its_extension_names(toy_dir, tmp_path, monkeypatch,
+                                                                                   capsys):
+    (tmp_path / "s.png").write_bytes(b"mine")
+    for out, message in ((tmp_path / "s.png", "already exists"), (tmp_path / "s.gif", "unknown image extension"),
+                         (tmp_path, "is a folder")):
+        code, _, err = run_console(monkeypatch, capsys, "sample", "--model", toy_dir, "--steps", 1, "--out", out)
+        assert code == 2 and err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "s.png").read_bytes() == b"mine" and not (tmp_path / "s.gif").exists()
+    code, _, _ = run_console(monkeypatch, capsys, "sample", "--model", toy_dir, "--steps", 1, "--out",
+                             tmp_path / "s.jpg")
+    assert code == 0 and (tmp_path / "s.jpg").read_bytes().startswith(b"\xff\xd8")  # JPEG, not PNG bytes
+    code, _, _ = run_console(monkeypatch, capsys, "sample", "--model", toy_dir, "--steps", 1, "--out",
+                             tmp_path / "s.png", "--overwrite")
+    assert code == 0 and (tmp_path / "s.png").read_bytes().startswith(b"\x89PNG")

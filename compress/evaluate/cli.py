@@ -28,10 +28,12 @@ from compress.models.guidance import DEFAULT_GUIDANCE
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the result as JSON here.")
 @click.option("--grid", "grid_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write a PNG grid of the first seed's samples (one class per column) here; default: beside --json.")
+              help="Write a grid of the first seed's samples (one class per column) here, .png or .jpg; default: "
+                   "beside --json, same stem, .png.")
+@click.option("--overwrite", is_flag=True, help="Replace --json and the grid if they exist.")
 @user_errors
 def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance: float, seeds: tuple[int, ...],
-             json_path: Path | None, grid_path: Path | None) -> None:
+             json_path: Path | None, grid_path: Path | None, overwrite: bool) -> None:
     """Sample a toy-family model once per seed and score the samples: mean +- std over the seeds.
 
     \b
@@ -46,10 +48,14 @@ def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance
     compress eval --model out/pruned --steps 10 --json out/pruned/eval.json
     compress eval --model out/toy-onnx                  an export, sampled by its runtime
     """
-    from compress.evaluate.quality import default_grid_path, evaluate
+    from compress.io import check_new_files, image_format
 
     if grid_path is None and json_path is not None:
-        grid_path = default_grid_path(json_path)
+        grid_path = json_path.with_suffix(".png")  # the grid goes beside the JSON, same stem
+    check_new_files([json_path, grid_path], overwrite)  # before any sampling: nothing unnamed is replaced
+    if grid_path is not None:
+        image_format(grid_path)
+    from compress.evaluate.quality import evaluate
     result = evaluate(model, steps=steps, sampler=sampler, samples=samples, guidance=guidance, seeds=seeds,
                       json_path=json_path, grid_path=grid_path, progress=True)
     click.echo(f"model           {result.model}")

@@ -12,7 +12,7 @@ from PIL import Image
 from compress.errors import CompressError
 from compress.evaluate.images import save_grid
 from compress.evaluate.sampling import denoise, load_sampling_model, make_scheduler, sample
-from compress.io import atomic_file
+from compress.io import atomic_file, image_format
 from compress.models.conditioning import encode_prompts
 from compress.models.guidance import DEFAULT_GUIDANCE
 from compress.models.loading import DiffusionModel, load_sd_text_encoder
@@ -30,10 +30,12 @@ def generate(
     seed: int = 0,
     pipeline: str | os.PathLike | None = None,
 ) -> Path:
-    """Write a PNG: toy family, one digit (`class_id`) or one of each class; SD family, one image for `prompt`.
+    """Write an image (PNG or JPEG, by `out`'s extension): toy family, one digit (`class_id`) or one of each
+    class; SD family, one image for `prompt`.
 
     `model` may be a folder `compress export` wrote: its UNet then runs in the export's runtime.
     """
+    file_format = image_format(out)  # before any sampling
     loaded = load_sampling_model(model)
     guidance = DEFAULT_GUIDANCE[loaded.family] if guidance is None else guidance
     out = Path(out)
@@ -50,7 +52,7 @@ def generate(
         raise CompressError("SD-family models need --prompt (and no --class)")
     image = _sample_sd(loaded, prompt, steps, sampler, guidance, seed, pipeline)
     with atomic_file(out) as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
+        Image.fromarray(image).save(tmp, format=file_format)
     return out
 
 

@@ -1,4 +1,4 @@
-"""Save a batch of generated images as one PNG grid, for a quick look at what a model makes."""
+"""Save a batch of generated images as one grid image, for a quick look at what a model makes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from compress.io import atomic_file
+from compress.io import atomic_file, image_format
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int = 10, max_rows: int = 10,
               scale: int = 4) -> Path:
-    """Write the first `columns * max_rows` images ((N, C, H, W) in [-1, 1]) as a PNG grid.
+    """Write the first `columns * max_rows` images ((N, C, H, W) in [-1, 1]) as a grid, PNG or JPEG by extension.
 
     With labels cycling 0..9 and 10 columns, each column shows one class. Pixels are
     enlarged `scale` times (nearest) so that 16x16 samples are visible. Written atomically.
@@ -30,5 +30,5 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int = 10, 
     pixels = np.repeat(np.repeat(pixels, scale, axis=0), scale, axis=1)
     picture = Image.fromarray(pixels[..., 0] if channels == 1 else pixels)
     with atomic_file(path) as tmp:
-        picture.save(tmp, format="PNG")
+        picture.save(tmp, format=image_format(path))
     return Path(path)

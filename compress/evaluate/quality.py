@@ -13,7 +13,6 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -144,8 +143,3 @@ def evaluate(
     if grid_path is not None:
         save_grid(first_images, grid_path)
     return result
-
-
-def default_grid_path(json_path: str | os.PathLike) -> Path:
-    """Where the sample grid goes when only `--json` is given: beside it, same stem."""
-    return Path(json_path).with_suffix(".png")
