@@ -26,6 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from compress.evaluate import DEFAULT_GUIDANCE, evaluate
+from compress.evaluate.quality import mean_and_std
 from compress.models.resolve import load_diffusion_model
 from compress.models.surgery import removed_units
 from compress.prune import ScoreSettings, enumerate_units, score_units, unit_costs
@@ -117,25 +118,23 @@ def main() -> None:
     rows = []
     for unit in units:
         runs = {seed: cache.get(unit.name, seed) for seed in seeds}
-        increases = [runs[seed]["fd"] - base[seed]["fd"] for seed in seeds]
+        increase, increase_std = mean_and_std([runs[seed]["fd"] - base[seed]["fd"] for seed in seeds])
         rows.append({"unit": unit.name, "kind": unit.kind, "removal": unit.removal, "params": unit.params,
                      "macs": unit.macs, "score": scores[unit.name].score,
                      "fd": float(np.mean([r["fd"] for r in runs.values()])),
-                     "fd_increase": float(np.mean(increases)),
-                     "fd_increase_std": float(np.std(increases, ddof=1)) if len(seeds) > 1 else 0.0,
+                     "fd_increase": increase, "fd_increase_std": increase_std,
                      "class_accuracy": float(np.mean([r["class_accuracy"] for r in runs.values()])),
                      "per_seed": runs})
     x, y = [r["score"] for r in rows], [r["fd_increase"] for r in rows]
     rho = spearman(x, y)
     mid = next(r for r in rows if r["unit"] == "mid")
-    base_fd = [base[seed]["fd"] for seed in seeds]
+    base_fd, base_fd_std = mean_and_std([base[seed]["fd"] for seed in seeds])
     summary = {
         "command": f"python benchmarks/study_block_importance.py --samples {args.samples} --steps {args.steps} "
                    f"--seeds {args.seeds} --guidance {args.guidance:g}",
         "eval_settings": {**eval_settings, "seeds": seeds},
         "score_settings": settings.to_dict(),
-        "teacher": {"fd": float(np.mean(base_fd)), "fd_std": float(np.std(base_fd, ddof=1)) if len(seeds) > 1 else 0.0,
-                    "per_seed": base},
+        "teacher": {"fd": base_fd, "fd_std": base_fd_std, "per_seed": base},
         "spearman_score_vs_fd_increase": rho,
         "spearman_bootstrap_95": bootstrap_interval(x, y),
         "mid_removed": {k: mid[k] for k in ("fd", "fd_increase", "fd_increase_std", "class_accuracy")},

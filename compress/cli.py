@@ -258,10 +258,9 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
       compress sample --model out/toy-onnx --out digits.png      # an export, run by onnxruntime
       compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
     """
-    from compress.io import check_new_files, image_format
+    from compress.io import check_new_files
 
-    check_new_files([out], overwrite)
-    image_format(out)
+    check_new_files([out], overwrite)  # the extension is generate()'s check, also before any loading
     from compress.evaluate.generate import generate
 
     path = generate(model, out, steps=steps, sampler=sampler, class_id=class_id, prompt=prompt, guidance=guidance,

@@ -54,7 +54,7 @@ def deprecated_alias(value: Any, old_value: Any, name: str, old_name: str) -> An
 
 
 class IntList(click.ParamType):
-    """A comma-separated list of integers, e.g. `--seeds 0,1,2`."""
+    """A comma-separated list of integers, e.g. `--seeds 0,1,2` (what the values must be is the API's check)."""
 
     name = "INTS"
 
@@ -65,6 +65,4 @@ class IntList(click.ParamType):
             items = tuple(int(item) for item in str(value).split(","))
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 0,1,2)", param, ctx)
-        if len(set(items)) != len(items):
-            self.fail(f"{value!r} repeats a value", param, ctx)
         return items

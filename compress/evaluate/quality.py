@@ -53,7 +53,8 @@ def kid(features: torch.Tensor, reference: torch.Tensor) -> float:
 
 def _load_toy(model: str | os.PathLike | DiffusionModel) -> DiffusionModel:
     """Accept a loaded model, a registry name, a folder or an export folder; anything but the toy family is an error."""
-    if is_registered(str(model)) and get_spec(str(model)).family != "toy":  # fail before any download
+    if not isinstance(model, DiffusionModel) and is_registered(str(model)) and get_spec(str(model)).family != "toy":
+        # fail before any download
         raise CompressError(f"eval needs a toy-family model; {model} is a {get_spec(str(model)).family} model")
     loaded = load_sampling_model(model, family="toy")
     if loaded.family != "toy" or loaded.conditioner is None:
@@ -64,16 +65,17 @@ def _load_toy(model: str | os.PathLike | DiffusionModel) -> DiffusionModel:
     return loaded
 
 
-def check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """The seeds as a tuple: at least one, none repeated (a repeat would count one run twice in the spread)."""
     seeds = tuple(seeds)
     if not seeds:
         raise CompressError("seeds must name at least one seed")
     if len(set(seeds)) != len(seeds):
-        raise CompressError(f"seeds must differ from each other, got {list(seeds)}")
+        raise CompressError(f"seeds {','.join(map(str, seeds))} repeats a value; each seed must differ")
     return seeds
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_and_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -97,7 +99,7 @@ def evaluate(
     """
     if samples < 2:
         raise CompressError(f"samples must be at least 2 (a covariance needs two), got {samples}")
-    seeds = check_seeds(seeds)
+    seeds = _check_seeds(seeds)
     start = time.perf_counter()
     loaded = _load_toy(model)
     sampler_name = resolve_sampler(loaded.scheduler_config, sampler)
@@ -118,7 +120,7 @@ def evaluate(
                      "sampling_seconds": round(sampling_seconds, 2)})
         first_images = images if first_images is None else first_images
     bar.close()
-    spread = {metric: _mean_std([run[metric] for run in runs]) for metric in ("class_accuracy", "fd", "kid")}
+    spread = {metric: mean_and_std([run[metric] for run in runs]) for metric in ("class_accuracy", "fd", "kid")}
     digits = {"class_accuracy": 4, "fd": 4, "kid": 6}
     result = EvalResult(
         model=str(loaded.name),
