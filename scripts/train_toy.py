@@ -2,8 +2,11 @@
 
 Seeded and resumable. Writes OUT/unet (diffusers), OUT/conditioner and OUT/scheduler,
 holding the EMA weights. Default settings take about 25 minutes on 2 idle CPU cores.
+`--init DIR` continues from a saved toy (its EMA weights, a fresh optimizer and schedule);
+OUT/training.json then keeps DIR's record under "previous".
 
     python scripts/train_toy.py --out compress/assets/toy
+    python scripts/train_toy.py --init compress/assets/toy --out /tmp/toy-more --steps 6000 --lr 4e-4
 """
 
 from __future__ import annotations
@@ -36,12 +39,19 @@ def main() -> None:
     parser.add_argument("--cfg-dropout", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--init", type=Path, default=None, help="continue from this saved toy folder")
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
     data = load_digits("train")
-    unet = UNet2DConditionModel(**TOY_UNET_CONFIG)
-    conditioner = ClassConditioner(dim=TOY_UNET_CONFIG["cross_attention_dim"])
+    if args.init is None:
+        unet = UNet2DConditionModel(**TOY_UNET_CONFIG)
+        conditioner = ClassConditioner(dim=TOY_UNET_CONFIG["cross_attention_dim"])
+        previous = None
+    else:
+        unet = UNet2DConditionModel.from_pretrained(args.init / "unet")
+        conditioner = ClassConditioner.load(args.init / "conditioner")
+        previous = json.loads((args.init / "training.json").read_text())
     scheduler = DDPMScheduler(**{k: v for k, v in SD_SCHEDULER_CONFIG.items() if k != "set_alpha_to_one"})
     params = list(unet.parameters()) + list(conditioner.parameters())
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
@@ -106,7 +116,11 @@ def main() -> None:
     ema_unet.save_pretrained(args.out / "unet")
     ema_cond.save(args.out / "conditioner")
     scheduler.save_pretrained(args.out / "scheduler")
-    (args.out / "training.json").write_text(json.dumps(vars(args) | {"out": str(args.out)}, indent=2) + "\n")
+    record = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    record |= {"seconds": round(time.time() - t0, 1), "weights": "EMA of the UNet and the class conditioner"}
+    if previous is not None:
+        record["previous"] = previous
+    (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     ckpt_path.unlink()
     print(f"saved {args.out} after {time.time() - t0:.0f} s")
 
