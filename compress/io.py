@@ -50,8 +50,7 @@ def atomic_output_dir(path: str | os.PathLike, overwrite: bool = False) -> Itera
     On any exception the temporary folder is removed, so a failed run leaves nothing behind.
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise CompressError(f"output folder {path} already exists (pass --overwrite to replace it)")
+    check_new_folder(path, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the final folder should have the usual permissions
@@ -117,7 +116,9 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise CompressError(f"file not found: {path}") from None
-    except json.JSONDecodeError as exc:
+    except IsADirectoryError:
+        raise CompressError(f"{path} is a folder, not a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CompressError(f"{path} is not valid JSON: {exc}") from None
 
 
@@ -133,11 +134,39 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_FORMATS[suffix]
 
 
+def check_writable(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output path that could not be written: its nearest existing ancestor must be a
+    folder in which a temporary file can be created (and is, then removed at once)."""
+    ancestor = Path(path).absolute().parent
+    while not ancestor.exists() and not ancestor.is_symlink():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise CompressError(f"cannot write {path}: {ancestor} is a file, not a folder")
+    try:
+        fd, name = tempfile.mkstemp(prefix=".compress-write-check-", dir=ancestor)
+    except OSError as exc:
+        raise CompressError(f"cannot write {path}: {ancestor} is not writable ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(name)
+
+
 def check_new_files(paths: list[str | os.PathLike | None], overwrite: bool) -> None:
-    """Refuse, before any work, to replace an existing file unless `overwrite`, and any path that is a folder."""
+    """Refuse, before any work, to replace an existing file unless `overwrite`, a path that is a folder, and one
+    that cannot be written."""
     for path in filter(None, paths):
         path = Path(path)
         if path.is_dir():
             raise CompressError(f"{path} is a folder; give a file path")
         if path.exists() and not overwrite:
             raise CompressError(f"{path} already exists (pass --overwrite to replace it)")
+        check_writable(path)
+
+
+def check_new_folder(path: str | os.PathLike, overwrite: bool) -> None:
+    """Refuse, before any work, an output folder that exists (unless `overwrite`), is a file, or cannot be made."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise CompressError(f"output folder {path} is a file; give a folder path")
+    if path.exists() and not overwrite:
+        raise CompressError(f"output folder {path} already exists (pass --overwrite to replace it)")
+    check_writable(path)

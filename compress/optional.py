@@ -13,7 +13,7 @@ EXTRAS = {
     "openvino": "openvino", "nncf": "openvino",
     "coremltools": "coreml",
     "transformers": "sd",
-    "accelerate": "train", "sklearn": "train", "skimage": "train",
+    "sklearn": "train", "skimage": "train",
 }
 
 

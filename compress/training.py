@@ -32,8 +32,7 @@ from torch import nn
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_file, load_torch_checkpoint
-from compress.optional import require
+from compress.io import atomic_file, check_writable, load_torch_checkpoint
 
 CHECKPOINT = "checkpoint.pt"
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -142,7 +141,8 @@ class TrainingRun:
                                 "--overwrite)")
         if resume and not (self.out / CHECKPOINT).is_file():
             raise CompressError(f"nothing to resume: {self.out / CHECKPOINT} not found")
-        accelerate = require("accelerate", "training")
+        check_writable(self.out / CHECKPOINT)
+        import accelerate  # here, not at the top: the CLI imports this module for its help
         # accelerate makes CPU processes one distributed group (MULTI_CPU over gloo) only when told `cpu=True`;
         # without it, `accelerate launch --num_processes 2` on a machine without GPUs runs two unrelated jobs.
         cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
@@ -176,11 +176,15 @@ class TrainingRun:
         return self.accelerator.main_process_first()
 
     def create_folder(self) -> None:
-        """Start over (`--overwrite`) or create the run folder, on the main process only; others wait."""
+        """Start over (`--overwrite`) or create the run folder, on the main process only; others wait.
+
+        A run killed while writing its checkpoint leaves a temporary file beside it; resuming removes it."""
         if self.is_main:
             if self.overwrite and not self.resume and self.out.exists():
                 shutil.rmtree(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
+            for stale in self.out.glob(f".{Path(CHECKPOINT).stem}.tmp-*"):
+                stale.unlink()
         self.accelerator.wait_for_everyone()
 
     # -- models and data -------------------------------------------------------------------------------------

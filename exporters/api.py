@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, write_json
+from compress.io import atomic_output_dir, check_new_folder, write_json
 from compress.types import ExportArtifact
 from exporters import coreml, onnx, openvino
 from exporters.config import ExportConfig, load_export_config
@@ -132,8 +132,7 @@ def export(
     _check_options(format, options)
     fp16 = DEFAULT_FP16[format] if fp16 is None else fp16
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
+    check_new_folder(out, overwrite)
     config = load_export_config(model, batch=batch, height=height, width=width, sequence_length=sequence_length,
                                 init=init, seed=seed)
     if format == "coreml":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from compress.clitools import command_line, user_errors
-from compress.io import atomic_file
+from compress.io import atomic_file, check_new_files
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -78,6 +78,7 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
         return
     if not targets:
         raise CompressError("give at least one artifact or model to benchmark (or --list-backends)")
+    check_new_files([json_out, md_out, plot_out, save_baseline], overwrite=True)  # unwritable ones fail now
     for name in estimates:  # bad names and baselines fail before anything is timed
         api.get_profile(name)
     if baseline:  # a baseline from another host class is refused before anything is timed
@@ -164,6 +165,7 @@ def compare_cmd(ctx, candidates, baselines, backends, rounds, pairs, calls, warm
     if len(baselines) != len(candidates):
         raise CompressError(f"{len(candidates)} candidate(s) but {len(baselines)} --against baseline(s): "
                             "give one --against per candidate, in the same order")
+    check_new_files([json_out], overwrite=True)
     threads = torch.get_num_threads() if threads is None else threads
     pairs_of_targets = [(api.resolve_target(candidate), api.resolve_target(baseline))
                         for candidate, baseline in zip(candidates, baselines, strict=True)]
@@ -207,6 +209,7 @@ def npu_check_cmd(ctx, artifact, npu, json_out) -> None:
     from compress import bench as api
     from compress.io import write_json
 
+    check_new_files([json_out], overwrite=True)
     report = api.npu_check(artifact, npu)
     click.echo(report.text())
     if json_out:

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import numpy as np
 import torch
@@ -174,7 +176,8 @@ def _onnx_flops(node: Any, shapes: dict[str, tuple[int, ...]]) -> int:
 def onnx_graph(path: str | Path) -> Graph:
     """Walk an ONNX model's nodes after shape inference (weights in external data are not loaded)."""
     onnx = require("onnx", "reading an ONNX graph")
-    model = onnx.load(str(path), load_external_data=False)
+    with _unreadable(path, "ONNX model"):
+        model = onnx.load(str(path), load_external_data=False)
     with contextlib.suppress(Exception):  # an op shape inference does not know: keep the exporter's shapes
         model = onnx.shape_inference.infer_shapes(model)
     graph = model.graph
@@ -260,7 +263,13 @@ def _ov_flops(node: Any, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> in
 
 def openvino_graph(path: str | Path) -> Graph:
     """Walk an OpenVINO model (IR, or anything `read_model` reads, such as ONNX) over its static shapes."""
-    model = require("openvino", "reading an OpenVINO graph").Core().read_model(str(path))
+    core = require("openvino", "reading an OpenVINO graph").Core()
+    if Path(path).suffix == ".xml":  # checked first: read_model tries every frontend, and TensorFlow's logs noise
+        with _unreadable(path, "OpenVINO IR"):
+            if ElementTree.parse(path).getroot().tag != "net":
+                raise ValueError("its root element is not <net>")
+    with _unreadable(path, "OpenVINO model"):
+        model = core.read_model(str(path))
     ops, weight_bytes, counts = [], Counter(), Counter()
     constant: set[str] = set()  # Constants, and ops on constants only (the Convert / Subtract / Multiply that
     for node in model.get_ordered_ops():  # decompress fp16 or int8 weights); the order is topological
@@ -371,7 +380,8 @@ def coreml_graph(paths: list[Path]) -> Graph:
 
     inputs, outputs, ops, weight_bytes, counts = [], [], [], Counter(), Counter()
     for path in paths:
-        spec = ct.utils.load_spec(str(path))
+        with _unreadable(path, "Core ML package"):
+            spec = ct.utils.load_spec(str(path))
         function = spec.mlProgram.functions["main"]
         scope = _MilScope({value.name: _mil_type(value.type, DataType.Name)[0] for value in function.inputs})
         shapes = scope.shapes
@@ -415,6 +425,17 @@ def coreml_graph(paths: list[Path]) -> Graph:
         inputs += [i for i in infos(spec.description.input) if i.name not in chained and i not in inputs]
         outputs = infos(spec.description.output)
     return Graph("coreml", inputs, outputs, ops, dict(weight_bytes), counts)
+
+
+@contextlib.contextmanager
+def _unreadable(path: str | Path, kind: str) -> Iterator[None]:
+    """Turn a parser's exception (protobuf, XML, the runtime's own) into one line naming the file."""
+    try:
+        yield
+    except Exception as exc:  # each parser raises its own types (DecodeError, ParseError, RuntimeError, ...)
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        detail = lines[-1].strip() if lines else type(exc).__name__
+        raise CompressError(f"{path} is not a readable {kind} ({detail})") from None
 
 
 def artifact_graph(format: str, paths: list[Path]) -> Graph:

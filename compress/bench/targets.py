@@ -111,8 +111,16 @@ def _torch_target(ref: str, size: int | None, init: str, seed: int) -> Target:
 
 def resolve_target(ref: str | os.PathLike, *, size: int | None = None, init: str = "pretrained",
                    seed: int = 0) -> Target:
-    """Turn a command-line argument into a Target; `size`, `init` and `seed` apply to torch models only."""
-    ref = str(ref)
+    """Turn a command-line argument into a Target; `size`, `init` and `seed` apply to torch models only.
+
+    An artifact's graph is read here, so a corrupt file is refused before anything is timed."""
+    target = _find_target(str(ref), size, init, seed)
+    if target.module is None:
+        target.graph()
+    return target
+
+
+def _find_target(ref: str, size: int | None, init: str, seed: int) -> Target:
     path = Path(ref)
     name = path.name or ref
     if path.suffix in ARTIFACT_SUFFIXES:

@@ -15,7 +15,7 @@ from compress.bench.backends import get_backend
 from compress.bench.estimate import get_profile
 from compress.bench.runner import bench
 from compress.errors import CompressError
-from compress.io import atomic_output_dir
+from compress.io import atomic_output_dir, check_new_folder
 from compress.models.conditioning import text_tokens
 from compress.models.loading import DiffusionModel, public_config
 from compress.models.pruned import save_like
@@ -183,8 +183,7 @@ def prune(
     score = score or ScoreSettings()
     latency = latency or LatencySettings()
     _check_arguments(ratio, preset, budget, granularity, latency)
-    if out.exists() and not overwrite:
-        raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
+    check_new_folder(out, overwrite)
     loaded = load_diffusion_model(model, weights=weights, init=init, seed=score.seed)
     unet = loaded.unet
     if loaded.plan is not None:

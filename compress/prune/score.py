@@ -17,6 +17,7 @@ Units are bypassed in place (`removed_units`), never copied.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -168,7 +169,11 @@ def score_units(model: DiffusionModel, units: list[Unit], settings: ScoreSetting
     calib = _Calibration(model, settings)
     timesteps = list(calib.scheduler.timesteps)
     per_unit = len(timesteps) * (1 if settings.mode == "step" else (2 if settings.guidance != 1.0 else 1))
-    bar = tqdm(total=per_unit * (len(units) + 1), desc="scoring units", unit="call", disable=not progress)
+    total = per_unit * (len(units) + 1)
+    if progress:  # said before the first call; the bar's estimate follows once calls are timed
+        tqdm.write(f"scoring {len(units)} units: {per_unit} denoiser calls each plus {per_unit} for the reference, "
+                   f"{total} calls in all", file=sys.stderr)
+    bar = tqdm(total=total, desc="scoring units", unit="call", disable=not progress)
     prefix = _PrefixCache(model.unet) if settings.mode == "step" else None
     final_ref, cached = calib.trajectory(prefix)
     bar.update(per_unit)

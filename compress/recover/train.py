@@ -69,6 +69,20 @@ def _check_derived(report: PruneReport, teacher: DiffusionModel) -> None:
                                 f"({a!r} in the student's prune report, {b!r} in the teacher)")
 
 
+def _check_settings(s: RecoverSettings) -> None:
+    """Numbers that would train wrongly or fail late are refused before anything loads."""
+    if s.batch_size < 1 or s.lr <= 0:
+        raise CompressError("--batch-size must be positive and --lr above 0")
+    if s.ema is not None and not 0 < s.ema < 1:
+        raise CompressError(f"--ema must be between 0 and 1 (leave it out for no EMA), not {s.ema}")
+    weights = {"--task": s.task, "--kd-out": s.kd_out, "--kd-feat": s.kd_feat}
+    if min(weights.values()) < 0 or max(weights.values()) == 0:
+        raise CompressError("loss weights must be non-negative and not all 0, got "
+                            + ", ".join(f"{name} {value:g}" for name, value in weights.items()))
+    if not 0 <= s.cfg_dropout < 1:
+        raise CompressError(f"the class-dropout rate must be in [0, 1), not {s.cfg_dropout}")
+
+
 def recover(
     teacher: str | os.PathLike,
     student: str | os.PathLike,
@@ -82,8 +96,7 @@ def recover(
 ) -> RecoverResult:
     """Distil `teacher` into the pruned `student` folder; write `out/unet`, the log, its plot and an eval."""
     s = settings or RecoverSettings()
-    if s.batch_size < 1 or s.lr <= 0:
-        raise CompressError("--batch-size must be positive and --lr above 0")
+    _check_settings(s)
     out, student_dir = Path(out), Path(student)
     run = TrainingRun(out, name="recover", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
                       resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision,

@@ -8,7 +8,7 @@ import click
 
 from compress.clitools import command_line, deprecated_alias, user_errors
 from compress.errors import CompressError
-from compress.io import atomic_file
+from compress.io import atomic_file, check_new_files
 
 MODEL_HELP = "registry name (span-x2, span-x4), a folder written by `compress sr train`, or a checkpoint file"
 
@@ -90,6 +90,7 @@ def eval_cmd(model, data, scale, json_path, tile) -> None:
     from compress.io import write_json
     from compress.sr import evaluate_sr
 
+    check_new_files([json_path], overwrite=True)  # the named file may be replaced; an unwritable one fails now
     result = evaluate_sr(model, data, scale=scale, tile=tile)
     width = max(len("mean"), *(len(score.name) for score in result.images))
     header = f"{'image':<{width}}  {'PSNR':>7} {'SSIM':>7}  {'bicubic':>7} {'SSIM':>7}"
@@ -145,14 +146,11 @@ def export_official_cmd(output_path, model, no_params, overwrite) -> None:
     from compress.sr import export_official, load_span
 
     out = Path(output_path)
-    if out.exists() and not overwrite:
-        raise CompressError(f"{out} exists (pass --overwrite to replace it)")
     if out.suffix not in (".pth", ".pt", ".safetensors"):
         raise CompressError(f"OUT must end in .pth or .safetensors, not {out.name!r}")
+    check_new_files([out], overwrite)
     if out.suffix == ".safetensors":
         no_params = True  # safetensors holds tensors only
-    if not out.parent.is_dir():
-        raise CompressError(f"folder not found: {out.parent}")
     span = load_span(model)
     with atomic_file(out) as tmp:
         export_official(span, tmp, wrapper=None if no_params else "params")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, write_json
+from compress.io import atomic_output_dir, check_new_folder, write_json
 from compress.models.span import IMG_RANGE, SPAN
 from compress.models.span_checkpoint import save_span
 from compress.sr.evaluate import degrade, score_image, summarize
@@ -168,9 +168,11 @@ def _train_step(run: TrainingRun, model: Any, optimizer: Any, sampler: PatchSamp
 
 
 def _check_config(config: TrainConfig) -> None:
-    for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every"):
+    for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "channels"):
         if getattr(config, name) < 1:
             raise CompressError(f"--{name.replace('_', '-')} must be positive, not {getattr(config, name)}")
+    if not 0 <= config.min_lr <= config.lr or config.lr <= 0:
+        raise CompressError(f"--lr must be above 0 and --min-lr in [0, --lr], got {config.lr:g} and {config.min_lr:g}")
     if config.init not in ("bilinear", "default"):
         raise CompressError(f"--init must be 'bilinear' or 'default', not {config.init!r}")
     if config.init == "bilinear" and config.channels < 3:
@@ -222,8 +224,8 @@ def train_span(
     _check_config(config)
     out = Path(out)
     run_dir = Path(ckpt_dir) if ckpt_dir is not None else out
-    if run_dir != out and out.exists() and not overwrite:
-        raise CompressError(f"output folder {out} already exists (pass --overwrite to replace it)")
+    if run_dir != out:
+        check_new_folder(out, overwrite)
     train_images = _read_folder(data)
     val_images = _read_folder(val_data) if val_data is not None else train_images
     check_crop_fits(train_images, config.patch_size * config.scale)

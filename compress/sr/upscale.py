@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir
+from compress.io import atomic_output_dir, check_new_files, check_new_folder
 from compress.models.resolve import load_span
 from compress.models.span import SPAN
-from compress.sr.files import list_images, read_image, to_uint8, write_image
+from compress.sr.files import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 24
@@ -77,8 +77,7 @@ def upscale_image(
 ) -> Path:
     """Upscale one image file into `output_path` (format from its suffix), which appears only when complete."""
     output_path = Path(output_path)
-    if output_path.exists() and not overwrite:
-        raise CompressError(f"output file {output_path} already exists (pass --overwrite to replace it)")
+    check_new_files([output_path], overwrite)
     model = deploy_model(model_ref, scale)
     write_image(upscale_tensor(model, read_image(input_path), tile, overlap), output_path)
     return output_path
@@ -94,6 +93,9 @@ def upscale_folder(
     overwrite: bool = False,
 ) -> list[Path]:
     """Upscale every image in `input_dir` to a PNG of the same stem in `output_dir` (created whole or not at all)."""
+    if Path(output_dir).suffix.lower() in IMAGE_SUFFIXES:
+        raise CompressError(f"{input_dir} is a folder, so OUT must be a folder too; {output_dir} names an image file")
+    check_new_folder(output_dir, overwrite)
     inputs = list_images(input_dir)
     stems = [path.stem for path in inputs]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
