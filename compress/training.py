@@ -142,7 +142,7 @@ class TrainingRun:
         if resume and not (self.out / CHECKPOINT).is_file():
             raise CompressError(f"nothing to resume: {self.out / CHECKPOINT} not found")
         check_writable(self.out / CHECKPOINT)
-        import accelerate  # here, not at the top: the CLI imports this module for its help
+        import accelerate  # on first use, as before: only training runs pay for this import
         # accelerate makes CPU processes one distributed group (MULTI_CPU over gloo) only when told `cpu=True`;
         # without it, `accelerate launch --num_processes 2` on a machine without GPUs runs two unrelated jobs.
         cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
