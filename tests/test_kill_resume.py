@@ -76,7 +76,8 @@ def toy_pair(tmp_path_factory):
     teacher = load_diffusion_model("toy", init="random")
     teacher.unet.save_pretrained(root / "teacher" / "unet")
     teacher.conditioner.save(root / "teacher" / "conditioner")
-    prune(root / "teacher", root / "student", ratio=0.3, score=ScoreSettings(samples=4, steps=2), progress=False)
+    prune(root / "teacher", root / "student", ratio=0.3, budget="params", score=ScoreSettings(samples=4, steps=2),
+          progress=False)
     return root / "teacher", root / "student"
 
 

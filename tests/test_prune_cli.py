@@ -49,8 +49,8 @@ def test_prune_writes_a_stock_diffusers_unet_and_reports(tiny_unet_dir, tmp_path
 def test_same_seed_same_removal_and_scores(tiny_unet_dir, tmp_path):
     reports = []
     for name in ("a", "b"):
-        assert run("prune", "--model", tiny_unet_dir, "--ratio", "0.2", "--seed", "7", "--out", tmp_path / name,
-                   *FAST).exit_code == 0
+        assert run("prune", "--model", tiny_unet_dir, "--ratio", "0.2", "--budget", "macs", "--seed", "7",
+                   "--out", tmp_path / name, *FAST).exit_code == 0
         reports.append(json.loads((tmp_path / name / "prune_report.json").read_text()))
     assert reports[0]["removed"] == reports[1]["removed"]
     assert [s["score"] for s in reports[0]["scores"]] == pytest.approx([s["score"] for s in reports[1]["scores"]],
@@ -59,7 +59,8 @@ def test_same_seed_same_removal_and_scores(tiny_unet_dir, tmp_path):
 
 def test_block_granularity_output_reloads_with_its_plan(tiny_unet_dir, tmp_path):
     out = tmp_path / "block"
-    result = run("prune", "--model", tiny_unet_dir, "--ratio", "0.15", "--granularity", "block", "--out", out, *FAST)
+    result = run("prune", "--model", tiny_unet_dir, "--ratio", "0.15", "--granularity", "block", "--budget", "params",
+                 "--out", out, *FAST)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "prune_report.json").read_text())
     pruned = load_unet(out)
@@ -74,7 +75,8 @@ def test_block_granularity_output_reloads_with_its_plan(tiny_unet_dir, tmp_path)
 
 def test_preset_on_sd_topology(tiny_unet_dir, tmp_path):
     out = tmp_path / "tiny-bk"
-    assert run("prune", "--model", tiny_unet_dir, "--preset", "bk-tiny", "--out", out, "--no-progress").exit_code == 0
+    assert run("prune", "--model", tiny_unet_dir, "--preset", "bk-tiny", "--budget", "params", "--out", out,
+               "--no-progress").exit_code == 0
     report = json.loads((out / "prune_report.json").read_text())
     assert report["removed"] == ["layer.0", "layer.1", "layer.2", "mid", "stage.3"] and report["scores"] == []
     assert load_unet(out).config.mid_block_type is None

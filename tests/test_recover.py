@@ -23,7 +23,7 @@ def toy_pair(tmp_path_factory):
     teacher = load_diffusion_model("toy", init="random")
     teacher.unet.save_pretrained(root / "teacher" / "unet")
     teacher.conditioner.save(root / "teacher" / "conditioner")
-    prune(root / "teacher", root / "student", ratio=0.3, score=FAST_SCORE, progress=False)
+    prune(root / "teacher", root / "student", ratio=0.3, budget="params", score=FAST_SCORE, progress=False)
     return root / "teacher", root / "student"
 
 
@@ -54,7 +54,7 @@ def test_resumed_run_ends_with_the_same_weights(toy_pair, tmp_path):
 def test_sd_pipeline_prunes_and_recovers_end_to_end(tmp_path):
     pipeline = tiny_sd_pipeline(tmp_path / "pipe")
     data = caption_folder(tmp_path / "captions")
-    prune(pipeline, tmp_path / "student", ratio=0.3, score=FAST_SCORE, progress=False)
+    prune(pipeline, tmp_path / "student", ratio=0.3, budget="params", score=FAST_SCORE, progress=False)
     result = recover(pipeline, tmp_path / "student", tmp_path / "run", data=data,
                      settings=RecoverSettings(steps=2, batch_size=2), progress=False)
     assert result.steps == 2 and result.eval is None
@@ -82,7 +82,7 @@ def _assert_one_error(proc, message):
 def test_bad_input_is_one_error_and_exit_2(toy_pair, tmp_path):
     teacher, student = toy_pair
     pipeline = tiny_sd_pipeline(tmp_path / "pipe")
-    prune(pipeline, tmp_path / "sd-student", ratio=0.3, score=FAST_SCORE, progress=False)
+    prune(pipeline, tmp_path / "sd-student", ratio=0.3, budget="params", score=FAST_SCORE, progress=False)
     _assert_one_error(_cli("--teacher", pipeline, "--student", tmp_path / "sd-student", "--out", tmp_path / "a",
                            "--data", tmp_path / "missing"), "data folder not found")
     (tmp_path / "empty").mkdir()
