@@ -4,7 +4,8 @@
 
 1. `compress --help` and `compress CMD --help` for every command, each in a fresh process (`python -m compress`,
    imports included), `--repeats` times: median and max seconds against the 1-second target.
-2. Bad input answered before any work: three refused invocations, timed the same way.
+2. Bad input answered before any work: a refused invocation of every command that loads a model or trains,
+   timed the same way.
 3. `compress prune --model toy --ratio 0.3` at `--granularity diffusers` and `block`: the denoiser calls scoring
    makes (printed by prune before it starts) and the wall time, `--repeats` runs each, interleaved.
 Writes benchmarks/results/cli.{json,md}.
@@ -29,10 +30,20 @@ from compress.bench.host import cpu_name
 RESULTS = Path(__file__).resolve().parent / "results"
 HELP_COMMANDS = ["", "models", "prune", "recover", "distill", "sample", "eval", "export", "bench", "compare",
                  "npu-check", "sr", "sr train", "sr eval", "sr upscale", "sr info", "sr export-official"]
-REFUSED = {"prune --ratio 1.5": ["prune", "--model", "toy", "--ratio", "1.5", "--out", "never"],
-           "eval --json under a file": ["eval", "--model", "toy", "--json", "/etc/hostname/x.json"],
-           "distill --w-min 9 --w-max 2": ["distill", "--teacher", "toy", "--out", "never", "--w-min", "9",
-                                           "--w-max", "2"]}
+REFUSED = {  # one option check per command that takes a model or trains: each must answer before torch loads
+    "prune --ratio 1.5": ["prune", "--model", "toy", "--ratio", "1.5", "--out", "never"],
+    "prune --model sd99": ["prune", "--model", "sd99", "--ratio", "0.3", "--out", "never"],
+    "recover --ema 2": ["recover", "--teacher", "toy", "--student", ".", "--out", "never", "--ema", "2"],
+    "distill --w-min 9 --w-max 2": ["distill", "--teacher", "toy", "--out", "never", "--w-min", "9", "--w-max", "2"],
+    "distill --resume (nothing to resume)": ["distill", "--teacher", "toy", "--out", "never", "--resume"],
+    "export --opset 5": ["export", "toy", "--format", "onnx", "--opset", "5", "--out", "never"],
+    "sample --out x.gif": ["sample", "--model", "toy", "--out", "x.gif"],
+    "eval --json under a file": ["eval", "--model", "toy", "--json", "/etc/hostname/x.json"],
+    "eval --seeds 0,0": ["eval", "--model", "toy", "--seeds", "0,0"],
+    "bench --runs 0": ["bench", "--backend", "ort-cpu", "--runs", "0", "toy"],
+    "sr train --lr -1": ["sr", "train", "--scale", "2", "--data", ".", "--steps", "5", "--out", "never", "--lr", "-1"],
+    "sr upscale --tile 0": ["sr", "upscale", "--model", "span-x2", "--tile", "0", "in.png", "out.png"],
+}
 
 
 def _timed(args: list[str], cwd: str) -> tuple[float, subprocess.CompletedProcess]:

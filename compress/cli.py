@@ -8,8 +8,17 @@ import click
 
 from compress.bench.cli import bench_cmd, compare_cmd, npu_check_cmd
 from compress.clitools import user_errors
+from compress.distill.settings import LOSSES, METHODS, DistillSettings, check_distill
 from compress.evaluate.cli import eval_cmd
 from compress.evaluate.defaults import SAMPLER_NAMES
+from compress.io import check_new_files, image_format
+from compress.models.registry import check_model_ref
+from compress.models.toy import NUM_CLASSES
+from compress.models.units import GRANULARITIES
+from compress.prune.presets import PRESETS
+from compress.prune.settings import BUDGETS, COMBINES, SCORE_MODES, LatencySettings, ScoreSettings, check_prune
+from compress.recover.settings import RecoverSettings, check_recover
+from compress.runs import MIXED_PRECISION
 from compress.sr.cli import sr
 from exporters.cli import export_cmd
 
@@ -45,7 +54,7 @@ def models_cmd() -> None:
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="`random`: the exact architecture with seeded random weights (offline, structural work).")
 @click.option("--ratio", type=float, default=None, help="Share of the budget to remove, in (0, 1).")
-@click.option("--budget", type=click.Choice(["latency", "macs", "params"]), default="latency", show_default=True,
+@click.option("--budget", type=click.Choice(BUDGETS), default="latency", show_default=True,
               help="What the ratio is a share of. `latency`: measured on --backend (or --estimate); `macs`: "
                    "conv + linear + attention matmuls; `params`: weights.")
 @click.option("--backend", default=None,
@@ -68,15 +77,15 @@ def models_cmd() -> None:
 @click.option("--verify-latency", is_flag=True,
               help="After surgery, time the original and the pruned UNet interleaved on the backend and write "
                    "measured vs predicted into prune_report.json.")
-@click.option("--granularity", type=click.Choice(["diffusers", "block"]), default="diffusers", show_default=True,
+@click.option("--granularity", type=click.Choice(GRANULARITIES), default="diffusers", show_default=True,
               help="`diffusers`: only removals a stock config expresses (loads in plain diffusers). "
                    "`block`: single blocks and pairs too, saved with a plan that compress.load_unet applies.")
-@click.option("--preset", type=click.Choice(["bk-base", "bk-small", "bk-tiny"]), default=None,
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Build BK-SDM's architecture exactly instead of scoring.")
-@click.option("--score-mode", type=click.Choice(["step", "trajectory"]), default="step", show_default=True,
+@click.option("--score-mode", type=click.Choice(SCORE_MODES), default="step", show_default=True,
               help="`step`: one denoiser call per cached timestep (cheap). `trajectory`: final latents of a "
                    "full short sampling run per candidate (faithful, slower).")
-@click.option("--combine", type=click.Choice(["sum", "mean", "std", "product"]), default="sum", show_default=True,
+@click.option("--combine", type=click.Choice(COMBINES), default="sum", show_default=True,
               help="How the mean and std shifts make one score.")
 @click.option("--calib-samples", type=int, default=None, help="Calibration samples [default: 8 SD, 40 toy].")
 @click.option("--calib-steps", type=int, default=4, show_default=True, help="DDIM steps of the calibration run.")
@@ -107,13 +116,16 @@ def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_ta
       compress prune --model sd14 --ratio 0.3 --estimate a17-pro-ane --out sd14-ane
       compress prune --model sd14 --ratio 0.3 --budget params --out sd14-small
     """
-    from compress.prune import LatencySettings, ScoreSettings, prune
-
     settings = ScoreSettings(mode=score_mode, combine=combine, samples=calib_samples, steps=calib_steps,
                              resolution=calib_resolution, guidance=guidance, seed=seed)
     latency = LatencySettings(backend=backend, estimate=estimate, table=latency_table, resolution=latency_size,
                               batch=latency_batch, threads=threads, verify=verify_latency,
                               margin=latency_margin)
+    check_model_ref(model)
+    check_prune(out, ratio=ratio, preset=preset, budget=budget, granularity=granularity, score=settings,
+                latency=latency, max_overshoot=max_overshoot, overwrite=overwrite)  # before torch is imported
+    from compress.prune import prune
+
     report = prune(model, out, ratio=ratio, budget=budget, granularity=granularity, preset=preset, weights=weights,
                    init=init, score=settings, latency=latency, max_overshoot=max_overshoot, overwrite=overwrite,
                    progress=not no_progress)
@@ -151,7 +163,7 @@ def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_ta
 @click.option("--kd-feat", type=float, default=1.0, show_default=True,
               help="Weight of the stage-output feature losses (mapping from the prune report).")
 @click.option("--feat-norm", is_flag=True, help="Divide each feature loss by the teacher feature's mean square.")
-@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True)
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION), default="no", show_default=True)
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for activation memory.")
 @click.option("--ema", type=float, default=None,
               help="EMA decay of the student's weights (e.g. 0.999); off by default.")
@@ -174,12 +186,15 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
       accelerate launch --multi_gpu --num_processes 2 -m compress recover --teacher DIR --student PRUNED \\
           --data CAPTIONS --out RUN
     """
-    from compress.recover import RecoverSettings, recover
-
     settings = RecoverSettings(steps=steps, lr=lr, batch_size=batch_size, grad_accum=grad_accum, task=task,
                                kd_out=kd_out, kd_feat=kd_feat, feat_norm=feat_norm, mixed_precision=mixed_precision,
                                gradient_checkpointing=gradient_checkpointing, ema=ema,
                                checkpoint_every=checkpoint_every, seed=seed)
+    check_model_ref(teacher)
+    check_model_ref(student)
+    check_recover(out, settings, resume=resume, overwrite=overwrite)  # before torch is imported
+    from compress.recover import recover
+
     result = recover(teacher, student, out, data=data, settings=settings, resume=resume, overwrite=overwrite,
                      evaluate_after=not no_eval, progress=not no_progress)
     click.echo(f"matched stage features: {', '.join(result.feature_pairs)}")
@@ -191,7 +206,7 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
 
 @main.command("distill")
 @click.option("--teacher", required=True, help="Registry name or folder of the model to distil.")
-@click.option("--method", type=click.Choice(["lcm", "direct"]), default="lcm", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default="lcm", show_default=True,
               help="`lcm`: latent consistency distillation (one teacher DDIM step, EMA target). "
                    "`direct`: regress onto the teacher's full ODE solution (Direct CM).")
 @click.option("--student", default=None, type=click.Path(),
@@ -205,9 +220,9 @@ def recover_cmd(teacher, student, out, data, steps, lr, batch_size, grad_accum, 
               help="DDIM timesteps of the teacher solver (skip = 1000 / this).")
 @click.option("--w-min", type=float, default=None, help="Lowest guidance scale sampled [default: 1.5 toy, 5 SD].")
 @click.option("--w-max", type=float, default=None, help="Highest guidance scale sampled [default: 5 toy, 15 SD].")
-@click.option("--loss", type=click.Choice(["huber", "l2"]), default="huber", show_default=True)
+@click.option("--loss", type=click.Choice(LOSSES), default="huber", show_default=True)
 @click.option("--ema", type=float, default=0.95, show_default=True, help="Target network EMA decay.")
-@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default="no", show_default=True,
+@click.option("--mixed-precision", type=click.Choice(MIXED_PRECISION), default="no", show_default=True,
               help="accelerate's mixed precision for the student and teacher forward passes.")
 @click.option("--checkpoint-every", type=int, default=250, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
@@ -224,11 +239,15 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
       compress eval --model toy-lcm --steps 4        # samples with the saved LCMScheduler
       accelerate launch --multi_gpu --num_processes 2 -m compress distill --teacher PIPELINE --data CAPTIONS --out RUN
     """
-    from compress.distill import DistillSettings, distill
-
     settings = DistillSettings(method=method, steps=steps, lr=lr, batch_size=batch_size, solver_steps=solver_steps,
                                w_min=w_min, w_max=w_max, loss=loss, ema=ema, mixed_precision=mixed_precision,
                                checkpoint_every=checkpoint_every, seed=seed)
+    for ref in (teacher, student):
+        if ref is not None:
+            check_model_ref(ref)
+    check_distill(out, settings, resume=resume, overwrite=overwrite)  # before torch is imported
+    from compress.distill import distill
+
     result = distill(teacher, out, student=student, data=data, settings=settings, resume=resume, overwrite=overwrite,
                      progress=not no_progress)
     click.echo(f"{result.method}: {result.steps} steps, final loss {result.final_loss:.5f}; wrote {out}/unet")
@@ -238,10 +257,11 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
 @click.option("--model", required=True,
               help="Registry name or any folder the toolkit writes, an export folder included (its UNet then runs "
                    "in ONNX Runtime or OpenVINO).")
-@click.option("--steps", type=int, default=25, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=25, show_default=True)
 @click.option("--sampler", type=click.Choice(SAMPLER_NAMES), default=None,
               help="Override the scheduler saved with the model (default: the saved one, else DDIM).")
-@click.option("--class", "class_id", type=int, default=None, help="Toy family: the digit (default: one of each).")
+@click.option("--class", "class_id", type=click.IntRange(0, NUM_CLASSES - 1), default=None,
+              help="Toy family: the digit (default: one of each).")
 @click.option("--prompt", default=None, help="SD family: the text prompt.")
 @click.option("--guidance", type=float, default=None, help="CFG scale [default: 3 toy, 7.5 SD].")
 @click.option("--pipeline", default=None, type=click.Path(),
@@ -258,9 +278,9 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
       compress sample --model out/toy-onnx --out digits.png      # an export, run by onnxruntime
       compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
     """
-    from compress.io import check_new_files
-
-    check_new_files([out], overwrite)  # the extension is generate()'s check, also before any loading
+    check_model_ref(model)
+    check_new_files([out], overwrite)
+    image_format(out)  # before torch is imported; generate() checks it too
     from compress.evaluate.generate import generate
 
     path = generate(model, out, steps=steps, sampler=sampler, class_id=class_id, prompt=prompt, guidance=guidance,

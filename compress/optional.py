@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from compress.errors import CompressError
@@ -22,6 +23,16 @@ def require(module: str, purpose: str | None = None) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError:
-        extra = EXTRAS[module.split(".")[0]]
-        need = f"{purpose} needs {module}" if purpose else f"{module} is needed"
-        raise CompressError(f"{need}, which is not installed: pip install 'compress[{extra}]'") from None
+        raise _not_installed(module, purpose) from None
+
+
+def check_installed(module: str, purpose: str | None = None) -> None:
+    """`require`'s refusal without the import: a runtime whose import pulls in torch is checked in milliseconds."""
+    if importlib.util.find_spec(module) is None:
+        raise _not_installed(module, purpose)
+
+
+def _not_installed(module: str, purpose: str | None) -> CompressError:
+    extra = EXTRAS[module.split(".")[0]]
+    need = f"{purpose} needs {module}" if purpose else f"{module} is needed"
+    return CompressError(f"{need}, which is not installed: pip install 'compress[{extra}]'")

@@ -32,10 +32,8 @@ from torch import nn
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_file, check_writable, load_torch_checkpoint
-
-CHECKPOINT = "checkpoint.pt"
-MIXED_PRECISION = ("no", "fp16", "bf16")
+from compress.io import atomic_file, load_torch_checkpoint
+from compress.runs import CHECKPOINT, check_run
 
 
 class EMA:
@@ -113,12 +111,6 @@ def plot_log(log_path: Path, png_path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _positive(**values: int) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise CompressError(f"--{name.replace('_', '-')} must be at least 1, not {value}")
-
-
 class TrainingRun:
     """One resumable training run in the folder `out` (see the module docstring for what it owns).
 
@@ -130,18 +122,10 @@ class TrainingRun:
     def __init__(self, out: str | os.PathLike, *, name: str, steps: int, checkpoint_every: int, seed: int = 0,
                  resume: bool = False, overwrite: bool = False, mixed_precision: str = "no", grad_accum: int = 1,
                  progress: bool = True):
-        _positive(steps=steps, checkpoint_every=checkpoint_every, grad_accum=grad_accum)
-        if mixed_precision not in MIXED_PRECISION:
-            raise CompressError(f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, "
-                                f"not {mixed_precision!r}")
+        check_run(out, steps=steps, checkpoint_every=checkpoint_every, grad_accum=grad_accum,
+                  mixed_precision=mixed_precision, resume=resume, overwrite=overwrite)
         self.out, self.name, self.steps, self.checkpoint_every = Path(out), name, steps, checkpoint_every
         self.resume, self.overwrite, self.progress = resume, overwrite, progress
-        if self.out.exists() and not (resume or overwrite):
-            raise CompressError(f"output folder {self.out} already exists (pass --resume to continue it or "
-                                "--overwrite)")
-        if resume and not (self.out / CHECKPOINT).is_file():
-            raise CompressError(f"nothing to resume: {self.out / CHECKPOINT} not found")
-        check_writable(self.out / CHECKPOINT)
         import accelerate  # on first use, as before: only training runs pay for this import
         # accelerate makes CPU processes one distributed group (MULTI_CPU over gloo) only when told `cpu=True`;
         # without it, `accelerate launch --num_processes 2` on a machine without GPUs runs two unrelated jobs.

@@ -15,32 +15,9 @@ from compress.io import atomic_output_dir, check_new_folder, write_json
 from compress.types import ExportArtifact
 from exporters import coreml, onnx, openvino
 from exporters.config import ExportConfig, load_export_config
-from exporters.formats import FORMATS
+from exporters.formats import DEFAULT_FP16, FORMAT_OPTIONS, MIN_OPSET, check_export_options
 from exporters.utils import describe_exception, path_size, peak_memory_mb, status
 from exporters.validate import REPORT_FILE, ValidationError, make_check, run_checks
-
-# Options that belong to one format; giving one to another format is an error, not silently ignored.
-FORMAT_OPTIONS = {
-    "onnx": {"opset": onnx.MIN_OPSET, "dynamic_batch": False},
-    "openvino": {"int8_weights": False},
-    "coreml": {"minimum_deployment_target": "iOS16", "attention": "original", "palettize": None, "chunk": False},
-}
-DEFAULT_FP16 = {"onnx": False, "openvino": False, "coreml": True}  # Core ML computes in fp16 unless asked not to
-
-
-def _check_options(format: str, options: dict[str, Any]) -> None:
-    if format not in FORMATS:
-        raise CompressError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
-    for other, defaults in FORMAT_OPTIONS.items():
-        for name, default in defaults.items():
-            if other != format and options[name] != default:
-                raise CompressError(f"--{name.replace('_', '-')} applies to --format {other} only")
-    if format == "onnx":
-        onnx.check_options(options["opset"])
-    elif format == "openvino":
-        openvino.check_options(options["int8_weights"])
-    elif format == "coreml":
-        coreml.coremltools()
 
 
 def _weights(fp16: bool, options: dict[str, Any]) -> str:
@@ -81,7 +58,7 @@ def write_model_files(config: ExportConfig, format: str, directory: Path, seed: 
                       ) -> list[str]:
     """Only the model files of `format` with its default options, unvalidated (what a latency table times)."""
     options = {name: value for defaults in FORMAT_OPTIONS.values() for name, value in defaults.items()}
-    _check_options(format, options)
+    check_export_options(format, options)
     return _write(format, config, directory, DEFAULT_FP16[format] if fp16 is None else fp16, seed, options)
 
 
@@ -111,7 +88,7 @@ def export(
     seed: int = 0,
     validate: bool = True,
     overwrite: bool = False,
-    opset: int = onnx.MIN_OPSET,
+    opset: int = MIN_OPSET,
     dynamic_batch: bool = False,
     int8_weights: bool = False,
     minimum_deployment_target: str = "iOS16",
@@ -129,14 +106,14 @@ def export(
     options = {"opset": opset, "dynamic_batch": dynamic_batch, "int8_weights": int8_weights,
                "minimum_deployment_target": minimum_deployment_target, "attention": attention,
                "palettize": palettize, "chunk": chunk}
-    _check_options(format, options)
+    check_export_options(format, options)
     fp16 = DEFAULT_FP16[format] if fp16 is None else fp16
     out = Path(out)
     check_new_folder(out, overwrite)
     config = load_export_config(model, batch=batch, height=height, width=width, sequence_length=sequence_length,
                                 init=init, seed=seed)
     if format == "coreml":
-        coreml.check_options(config.family, minimum_deployment_target, attention, palettize, chunk)
+        coreml.check_family(config.family, attention, chunk)
     shapes = " ".join(f"{s.name}{list(s.shape)}" for s in config.inputs)
     status(f"exporting {config.name} ({config.family}) to {format}: {shapes}")
     with atomic_output_dir(out, overwrite=overwrite) as tmp:

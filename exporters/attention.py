@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from compress.errors import CompressError
-
-ATTENTION_IMPLEMENTATIONS = ("original", "split-einsum")
+from exporters.formats import ATTENTION_IMPLEMENTATIONS
 
 
 def _conv1x1(linear: nn.Linear, x: torch.Tensor) -> torch.Tensor:

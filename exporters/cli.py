@@ -8,8 +8,10 @@ from typing import Any
 import click
 
 from compress.clitools import user_errors
+from compress.io import check_new_folder
+from compress.models.registry import check_model_ref
 from compress.types import ExportArtifact
-from exporters.formats import FORMATS, MIN_OPSET, PALETTE_BITS, TARGETS
+from exporters.formats import ATTENTION_IMPLEMENTATIONS, FORMATS, MIN_OPSET, PALETTE_BITS, TARGETS, check_export_options
 
 
 def _format(value: Any) -> str:
@@ -33,13 +35,13 @@ def _summary(artifact: ExportArtifact) -> None:
               help="Target format (required unless --validate-only).")
 @click.option("--out", required=True, type=click.Path(),
               help="Output folder (must not exist unless --overwrite). With --validate-only: the folder to check.")
-@click.option("--batch", type=int, default=1, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Static batch size (2 runs classifier-free guidance in one UNet call).")
-@click.option("--height", type=int, default=None,
+@click.option("--height", type=click.IntRange(min=1), default=None,
               help="Input height: the latent for a UNet [default: its sample_size], the low-resolution image for "
                    "SPAN [default: 256]. A UNet's sizes must be divisible by its downsampling factor.")
-@click.option("--width", type=int, default=None, help="Input width, as --height.")
-@click.option("--sequence-length", type=int, default=None,
+@click.option("--width", type=click.IntRange(min=1), default=None, help="Input width, as --height.")
+@click.option("--sequence-length", type=click.IntRange(min=1), default=None,
               help="Tokens of encoder_hidden_states [default: 77 for SD and plain UNet folders, 4 for toy].")
 @click.option("--fp16/--fp32", "fp16", default=None,
               help="ONNX: fp16 graph, weights and I/O. OpenVINO: fp16 weights. Core ML: fp16 compute precision. "
@@ -54,7 +56,7 @@ def _summary(artifact: ExportArtifact) -> None:
 @click.option("--int8-weights", is_flag=True, help="OpenVINO: int8 weights through NNCF weight compression.")
 @click.option("--minimum-deployment-target", type=click.Choice(TARGETS), default="iOS16", show_default=True,
               help="Core ML: oldest OS the package must run on.")
-@click.option("--attention", type=click.Choice(["original", "split-einsum"]), default="original", show_default=True,
+@click.option("--attention", type=click.Choice(ATTENTION_IMPLEMENTATIONS), default="original", show_default=True,
               help="Core ML UNets: `split-einsum` is Apple's Neural Engine attention on (B, C, 1, S) tensors.")
 @click.option("--palettize", type=click.Choice([str(b) for b in PALETTE_BITS]), default=None,
               help="Core ML: cluster each weight tensor into 2**BITS values (k-means); 6 is Apple's choice for SD.")
@@ -91,6 +93,15 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
       compress export sd14 --init random --format openvino --fp16 --out sd14-ov
       compress export toy-pruned --format coreml --attention split-einsum --chunk --out toy-coreml
     """
+    options = {"opset": opset, "dynamic_batch": dynamic_batch, "int8_weights": int8_weights,
+               "minimum_deployment_target": minimum_deployment_target, "attention": attention,
+               "palettize": None if palettize is None else int(palettize), "chunk": chunk}
+    if not validate_only:  # refused before torch is imported
+        if format_ is None:
+            raise click.UsageError("--format is required (or pass --validate-only)")
+        check_model_ref(source)
+        check_export_options(format_, options)
+        check_new_folder(out, overwrite)
     from exporters import ValidationError, export, validate_artifact
     from exporters.validate import STRUCTURAL_ONLY
 
@@ -98,14 +109,9 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
         if validate_only:
             artifact = validate_artifact(out, source)
         else:
-            if format_ is None:
-                raise click.UsageError("--format is required (or pass --validate-only)")
             artifact = export(source, format_, out, batch=batch, height=height, width=width,
                               sequence_length=sequence_length, fp16=fp16, init=init, seed=seed,
-                              validate=not no_validate, overwrite=overwrite, opset=opset, dynamic_batch=dynamic_batch,
-                              int8_weights=int8_weights, minimum_deployment_target=minimum_deployment_target,
-                              attention=attention, palettize=None if palettize is None else int(palettize),
-                              chunk=chunk)
+                              validate=not no_validate, overwrite=overwrite, **options)
     except ValidationError as exc:
         _summary(exc.artifact)
         click.echo(f"error: {exc}", err=True)

@@ -20,10 +20,9 @@ import torch
 
 from compress.errors import CompressError
 from compress.optional import require
-from exporters.attention import ATTENTION_IMPLEMENTATIONS, attention_implementation
+from exporters.attention import attention_implementation
 from exporters.chunks import first_chunk_outputs, split_unet
 from exporters.config import ExportConfig, TensorSpec
-from exporters.formats import PALETTE_BITS, TARGETS
 
 CHUNK_WEIGHT_LIMIT = 1024**3  # iOS maps at most about 1 GB of weights per model
 WEIGHTS_FILE = "Data/com.apple.CoreML/weights/weight.bin"
@@ -45,19 +44,10 @@ def target_version(name: str) -> int:
     return int(getattr(coremltools().target, name))
 
 
-def check_options(family: str, target: str, attention: str, palettize: int | None, chunk: bool) -> None:
-    if target not in TARGETS:
-        raise CompressError(f"--minimum-deployment-target must be one of {', '.join(TARGETS)}, not {target!r}")
-    if attention not in ATTENTION_IMPLEMENTATIONS:
-        raise CompressError(f"--attention must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, not {attention!r}")
+def check_family(family: str, attention: str, chunk: bool) -> None:
+    """The options that depend on the model: attention and chunking are UNet-only."""
     if family != "unet" and (attention != "original" or chunk):
         raise CompressError("--attention and --chunk apply to UNets only")
-    if palettize is not None:
-        if palettize not in PALETTE_BITS:
-            raise CompressError(f"--palettize takes one of {', '.join(map(str, PALETTE_BITS))} bits, not {palettize}")
-        if target in ("iOS15", "macOS12"):
-            raise CompressError("--palettize needs --minimum-deployment-target iOS16 / macOS13 or newer")
-    coremltools()
 
 
 def chunk_paths(main: str) -> list[str]:

@@ -1,6 +1,48 @@
-"""The formats and their option values, in a module without torch, so `compress export --help` answers at once."""
+"""The formats and their options, with every check of them that needs no model: a module without torch, so
+`compress export --help` answers at once and a bad option is refused before torch is imported."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from compress.errors import CompressError
+from compress.optional import check_installed
 
 FORMATS = ("onnx", "openvino", "coreml")
 MIN_OPSET = 18  # asking for opset 17 produced an invalid model (a Split with num_outputs), DESIGN.md section 7
 TARGETS = ("iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15")  # Core ML deployment
 PALETTE_BITS = (1, 2, 3, 4, 6, 8)  # Core ML palettization
+ATTENTION_IMPLEMENTATIONS = ("original", "split-einsum")  # Core ML UNets (exporters/attention.py)
+FORMAT_OPTIONS = {  # each format's own options with their defaults; another format's must stay at its default
+    "onnx": {"opset": MIN_OPSET, "dynamic_batch": False},
+    "openvino": {"int8_weights": False},
+    "coreml": {"minimum_deployment_target": "iOS16", "attention": "original", "palettize": None, "chunk": False},
+}
+DEFAULT_FP16 = {"onnx": False, "openvino": False, "coreml": True}  # Core ML computes in fp16 unless asked not to
+RUNTIMES = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "openvino": ("openvino",), "coreml": ("coremltools",)}
+
+
+def check_export_options(format: str, options: dict[str, Any]) -> None:
+    """Refuse an unknown format, an option of another format, a value out of range or a missing runtime."""
+    if format not in FORMATS:
+        raise CompressError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    for other, defaults in FORMAT_OPTIONS.items():
+        for name, default in defaults.items():
+            if other != format and options[name] != default:
+                raise CompressError(f"--{name.replace('_', '-')} applies to --format {other} only")
+    if options["opset"] < MIN_OPSET:
+        raise CompressError(f"--opset must be >= {MIN_OPSET} (opset 17 exports an invalid UNet), "
+                            f"got {options['opset']}")
+    target, palettize = options["minimum_deployment_target"], options["palettize"]
+    if target not in TARGETS:
+        raise CompressError(f"--minimum-deployment-target must be one of {', '.join(TARGETS)}, not {target!r}")
+    if options["attention"] not in ATTENTION_IMPLEMENTATIONS:
+        raise CompressError(f"--attention must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, "
+                            f"not {options['attention']!r}")
+    if palettize is not None:
+        if palettize not in PALETTE_BITS:
+            raise CompressError(f"--palettize takes one of {', '.join(map(str, PALETTE_BITS))} bits, not {palettize}")
+        if target in ("iOS15", "macOS12"):
+            raise CompressError("--palettize needs --minimum-deployment-target iOS16 / macOS13 or newer")
+    for module in RUNTIMES[format] + (("nncf",) if options["int8_weights"] else ()):
+        check_installed(module, "this export")

@@ -14,21 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from compress.errors import CompressError
 from compress.optional import require
 from exporters.config import ExportConfig
-from exporters.formats import MIN_OPSET
 
 EXTERNAL_DATA_OVER = int(0.95 * 2 * 1024**3)  # protobuf's 2 GiB file limit, less headroom for the graph itself
 EXTERNAL_DATA_SUFFIX = "_data"
 ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
-
-
-def check_options(opset: int) -> None:
-    if opset < MIN_OPSET:
-        raise CompressError(f"--opset must be >= {MIN_OPSET} (opset 17 exports an invalid UNet), got {opset}")
-    for module in ("onnx", "onnxscript", "onnxruntime"):
-        require(module, "this export")
 
 
 def export_onnx(config: ExportConfig, directory: Path, *, fp16: bool, opset: int, dynamic_batch: bool,

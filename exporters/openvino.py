@@ -26,12 +26,6 @@ from exporters.config import ExportConfig
 DEVICE = "CPU"
 
 
-def check_options(int8_weights: bool) -> None:
-    require("openvino", "this export")
-    if int8_weights:
-        require("nncf", "this export")
-
-
 def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_weights: bool, seed: int
                     ) -> list[str]:
     """Write `.xml` + `.bin`; returns the written files relative to `directory`."""

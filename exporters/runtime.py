@@ -19,8 +19,8 @@ from diffusers.configuration_utils import FrozenDict
 
 from compress.errors import CompressError
 from compress.io import read_json
+from compress.models.class_conditioner import ClassConditioner
 from compress.models.loading import DiffusionModel
-from compress.models.toy import ClassConditioner
 from compress.optional import require
 from compress.types import ExportArtifact
 from exporters import onnx, openvino

@@ -25,6 +25,7 @@ from exporters import coreml, onnx, openvino
 from exporters.attention import attention_implementation
 from exporters.chunks import split_unet
 from exporters.config import ExportConfig
+from exporters.formats import MIN_OPSET
 from exporters.utils import describe_exception
 
 REL_L2_LIMITS = {"fp32": 1e-4, "fp16": 1e-2, "int8": 5e-2}  # by how the weights are stored
@@ -124,7 +125,7 @@ def _check_onnx(artifact: ExportArtifact, config: ExportConfig, directory: Path)
     session = onnx.load_onnx(path)
     checks = _signature_checks(artifact, *onnx.onnx_signature(session))
     opset = onnx.onnx_opset(path)
-    checks.append(make_check("opset", opset >= onnx.MIN_OPSET, opset, onnx.MIN_OPSET))
+    checks.append(make_check("opset", opset >= MIN_OPSET, opset, MIN_OPSET))
     return checks + _runtime_comparisons(lambda inputs: onnx.run_onnx(session, inputs),
                                          _validation_cases(artifact, config), REL_L2_LIMITS[artifact.weights])
 

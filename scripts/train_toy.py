@@ -24,8 +24,9 @@ from diffusers import DDPMScheduler, UNet2DConditionModel
 from tqdm import tqdm
 
 from compress.data.digits import load_digits
+from compress.models.class_conditioner import ClassConditioner
 from compress.models.sd import SD_SCHEDULER_CONFIG
-from compress.models.toy import NULL_CLASS, TOY_UNET_CONFIG, ClassConditioner
+from compress.models.toy import NULL_CLASS, TOY_UNET_CONFIG
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ calls), with an alarm so that a case that starts real work fails the test instea
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -81,7 +83,7 @@ CASES = {
     "distill-w-min-above-w-max": ("distill --teacher toy --out {t}/run --w-min 9 --w-max 2", "--w-min <= --w-max"),
     "distill-ema-2": ("distill --teacher toy --out {t}/run --ema 2.0", "--ema must be in [0, 1)"),
     "distill-ema-1": ("distill --teacher toy --out {t}/run --ema 1", "--ema must be in [0, 1)"),
-    "distill-steps-0": ("distill --teacher toy --out {t}/run --steps 0", "--steps, --batch-size must be positive"),
+    "distill-steps-0": ("distill --teacher toy --out {t}/run --steps 0", "--steps must be at least 1"),
     "distill-solver-steps-0": ("distill --teacher toy --out {t}/run --solver-steps 0", "--solver-steps in 1..1000"),
     "prune-calib-samples-0": ("prune --model toy --ratio 0.3 --calib-samples 0 --out {t}/pruned",
         "--calib-samples must be at least 2"),
@@ -91,12 +93,13 @@ CASES = {
     "eval-samples-1": ("eval --model toy --samples 1", "--samples"),
     "eval-seeds-repeat": ("eval --model toy --seeds 0,1,0", "repeats a value"),
     "eval-seeds-not-ints": ("eval --model toy --seeds a,b", "not a comma-separated list of integers"),
-    "sample-steps-0": ("sample --model toy --steps 0 --out {t}/s.png", "steps must be at least 1"),
-    "sample-class-11": ("sample --model toy --class 11 --out {t}/s.png", "--class must be a digit"),
-    "bench-runs-0": ("bench --backend torch-cpu --init random --runs 0 toy", "--runs and --repeat >= 1"),
-    "bench-threads-0": ("bench --backend torch-cpu --init random --threads 0 toy", "--threads must be positive"),
+    "sample-steps-0": ("sample --model toy --steps 0 --out {t}/s.png", "'--steps': 0 is not in the range x>=1"),
+    "sample-class-11": ("sample --model toy --class 11 --out {t}/s.png", "'--class': 11 is not in the range 0<=x<=9"),
+    "bench-runs-0": ("bench --backend torch-cpu --init random --runs 0 toy", "'--runs': 0 is not in the range x>=1"),
+    "bench-threads-0": ("bench --backend torch-cpu --init random --threads 0 toy",
+        "'--threads': 0 is not in the range x>=1"),
     "export-opset-5": ("export toy --format onnx --opset 5 --out {t}/onnx", "--opset must be >= 18"),
-    "export-height-0": ("export toy --format onnx --height 0 --out {t}/onnx", "height and width must be positive"),
+    "export-height-0": ("export toy --format onnx --height 0 --out {t}/onnx", "'--height': 0 is not in the range x>=1"),
     # --resume with nothing to resume
     "recover-resume-nothing": ("recover --teacher toy --student {t}/imgs --out {t}/run --resume", "nothing to resume"),
     "distill-resume-nothing": ("distill --teacher toy --out {t}/run --resume", "nothing to resume"),
@@ -116,6 +119,13 @@ CASES = {
     "export-existing-out": ("export toy --format onnx --out {t}/imgs", "already exists (pass --overwrite"),
     "prune-existing-out": ("prune --model toy --ratio 0.3 --out {t}/imgs", "already exists (pass --overwrite"),
 }
+
+
+# Refused by checks that need a parser or a model loader (ONNX, OpenVINO, a SPAN config, an image); every
+# other case is refused before torch is imported, which is what makes it answer in a fraction of a second.
+NEEDS_TORCH = {"bench-baseline-png", "bench-baseline-wrong-schema", "bench-text-onnx", "bench-truncated-onnx",
+               "npu-check-text-onnx", "npu-check-truncated-onnx", "bench-garbage-openvino-xml",
+               "npu-check-garbage-openvino-xml", "sr-corrupt-config", "sr-upscale-not-an-image", "sr-info-scale-5"}
 
 
 def _make_fixtures(t: Path) -> None:
@@ -180,3 +190,33 @@ def test_bad_input_is_one_error_line_and_exit_2(case, tmp_path, capsys, monkeypa
     assert "Traceback" not in err + out
     assert _snapshot(tmp_path) == before
     assert not os.path.exists("/proc/compress-test")
+
+
+_WITHOUT_TORCH = """
+import json, sys
+from compress.cli import run
+for case, argv in json.loads(sys.stdin.read()):
+    sys.argv = ["compress", *argv]
+    try:
+        run()
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if code != 2 or "torch" in sys.modules:
+        print(json.dumps({"case": case, "code": code, "torch": "torch" in sys.modules}))
+        break
+"""
+
+
+def test_refusals_that_need_no_model_do_not_import_torch(tmp_path):
+    """All of them in one fresh process: the first case that exits otherwise than 2 or imports torch is named."""
+    _make_fixtures(tmp_path)
+    cases = [(case, CASES[case][0].format(t=tmp_path).split()) for case in CASES if case not in NEEDS_TORCH]
+    assert len(cases) >= 40
+    before = _snapshot(tmp_path)
+    result = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH], input=json.dumps(cases), capture_output=True,
+                            text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "", result.stdout
+    assert _snapshot(tmp_path) == before

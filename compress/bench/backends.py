@@ -71,6 +71,15 @@ def get_backend(name: str) -> Backend:
         raise CompressError(f"unknown backend {name!r}; known backends: {', '.join(BACKENDS)}") from None
 
 
+def usable_backend(name: str) -> Backend:
+    """The backend `name`, refused with the reason (a missing extra, no device) when it cannot run here."""
+    backend = get_backend(name)
+    reason = backend.unavailable()
+    if reason is not None:
+        raise CompressError(f"backend {name} is not available: {reason}")
+    return backend
+
+
 def list_backends() -> list[tuple[str, str | None]]:
     """(name, None if available else the reason it is not) for every backend."""
     return [(backend.name, backend.unavailable()) for backend in _BACKENDS]

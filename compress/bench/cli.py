@@ -17,12 +17,14 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--backend", "backends", default=None,
               help="Comma-separated backends, e.g. ort-cpu,ov-cpu (see --list-backends); each target runs on those "
                    "that take its format (ov-* also take ONNX when listed alone) [default: its format's CPU backend].")
-@click.option("--warmup", type=int, default=5, show_default=True, help="Untimed calls after the first.")
-@click.option("--runs", type=int, default=20, show_default=True, help="Timed calls.")
-@click.option("--repeat", type=int, default=1, show_default=True,
+@click.option("--warmup", type=click.IntRange(min=0), default=5, show_default=True,
+              help="Untimed calls after the first.")
+@click.option("--runs", type=click.IntRange(min=1), default=20, show_default=True, help="Timed calls.")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
               help="Measure every target and backend in this many rounds and report the median round (by ratio).")
-@click.option("--threads", type=int, default=None, help="CPU threads [default: torch's count, the physical cores].")
-@click.option("--size", type=int, default=None,
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads [default: torch's count, the physical cores].")
+@click.option("--size", type=click.IntRange(min=1), default=None,
               help="Torch models: input height and width (the latent for a UNet, the low-res image for SPAN).")
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="Torch models: `random` builds a registered architecture with seeded weights (offline).")
@@ -37,9 +39,9 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--plot", "plot_out", type=click.Path(dir_okay=False), help="Write a bar chart (PNG).")
 @click.option("--baseline", type=click.Path(dir_okay=False),
               help="Gate against a baseline from --save-baseline: exit 1 on a regression.")
-@click.option("--max-regression", type=float, default=0.15, show_default=True,
+@click.option("--max-regression", type=click.FloatRange(min=0), default=0.15, show_default=True,
               help="Allowed slowdown of p50 / reference workload against the baseline.")
-@click.option("--confirm", type=int, default=2, show_default=True,
+@click.option("--confirm", type=click.IntRange(min=0), default=2, show_default=True,
               help="Re-measure a result that looks regressed up to this many times; the median measurement counts.")
 @click.option("--allow-missing", is_flag=True,
               help="With --baseline: pass although a baseline entry was not measured (by default that fails).")
@@ -65,9 +67,7 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
 
     Two builds are compared more soundly with `compress compare` (both timed interleaved in one run).
     """
-    import torch
-
-    from compress import bench as api
+    from compress import bench as api  # lazy: each name imports its module on use, torch only where timed
     from compress.errors import CompressError
 
     if list_backends:
@@ -84,6 +84,8 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
     if baseline:  # a baseline from another host class is refused before anything is timed
         entries = api.load_baseline(baseline)
         if not allow_other_host:
+            import torch
+
             from compress.bench.gate import check_host
 
             measured_threads = torch.get_num_threads() if threads is None else threads
@@ -128,13 +130,15 @@ def bench_cmd(ctx, targets, backends, warmup, runs, repeat, threads, size, init,
 @click.option("--backend", "backends", default=None,
               help="Comma-separated backends; each pair runs on those that take its format [default: its format's "
                    "CPU backend].")
-@click.option("--rounds", type=int, default=6, show_default=True,
+@click.option("--rounds", type=click.IntRange(min=2), default=6, show_default=True,
               help="Rounds; each loads both builds anew, in alternating order.")
-@click.option("--pairs", type=int, default=8, show_default=True, help="ABBA block pairs per round.")
-@click.option("--calls", type=int, default=10, show_default=True, help="Timed calls per block.")
-@click.option("--warmup", type=int, default=10, show_default=True, help="Untimed calls per side and round.")
-@click.option("--threads", type=int, default=None, help="CPU threads [default: torch's count, the physical cores].")
-@click.option("--max-regression", type=float, default=0.15, show_default=True,
+@click.option("--pairs", type=click.IntRange(min=1), default=8, show_default=True, help="ABBA block pairs per round.")
+@click.option("--calls", type=click.IntRange(min=1), default=10, show_default=True, help="Timed calls per block.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Untimed calls per side and round.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads [default: torch's count, the physical cores].")
+@click.option("--max-regression", type=click.FloatRange(min=0), default=0.15, show_default=True,
               help="Largest median slowdown that passes (0.15: 15% slower).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the comparisons as JSON.")
 @click.pass_context
@@ -152,13 +156,7 @@ def compare_cmd(ctx, candidates, baselines, backends, rounds, pairs, calls, warm
       compress compare new/toy-onnx new/toy-ov --against old/toy-onnx --against old/toy-ov --backend ort-cpu,ov-cpu
     Cost: about 2 x rounds x (warmup + pairs x 2 x calls) model calls per pair and backend, plus 2 x rounds loads.
     """
-    import torch
-
-    from compress import bench as api
-    from compress.bench.compare import compare, comparison_table
-    from compress.bench.runner import resolve_backends, runnable_backends
     from compress.errors import CompressError
-    from compress.io import write_json
 
     if not candidates:
         raise CompressError("give at least one candidate artifact and its baseline with --against")
@@ -166,6 +164,13 @@ def compare_cmd(ctx, candidates, baselines, backends, rounds, pairs, calls, warm
         raise CompressError(f"{len(candidates)} candidate(s) but {len(baselines)} --against baseline(s): "
                             "give one --against per candidate, in the same order")
     check_new_files([json_out], overwrite=True)
+    import torch
+
+    from compress import bench as api
+    from compress.bench.compare import compare, comparison_table
+    from compress.bench.runner import resolve_backends, runnable_backends
+    from compress.io import write_json
+
     threads = torch.get_num_threads() if threads is None else threads
     pairs_of_targets = [(api.resolve_target(candidate), api.resolve_target(baseline))
                         for candidate, baseline in zip(candidates, baselines, strict=True)]

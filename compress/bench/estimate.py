@@ -13,10 +13,13 @@ which is stated next to each number. Bandwidth is the DRAM interface's: transfer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from compress.bench.targets import Target
 from compress.errors import CompressError
 from compress.types import BenchResult
+
+if TYPE_CHECKING:
+    from compress.bench.targets import Target
 
 BYTES_PER_ELEMENT = {"fp16": 2, "int8": 1}
 

@@ -4,7 +4,7 @@ from compress.lazy import lazy_exports
 
 _EXPORTS = {
     "DistillResult": "compress.distill.train",
-    "DistillSettings": "compress.distill.train",
+    "DistillSettings": "compress.distill.settings",
     "distill": "compress.distill.train",
     "with_guidance_embedding": "compress.distill.train",
 }

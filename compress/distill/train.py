@@ -23,6 +23,7 @@ from diffusers import DDPMScheduler, LCMScheduler, UNet2DConditionModel
 
 from compress.data.training import read_captions, training_data
 from compress.distill.consistency import consistency_output, ddim_step, huber
+from compress.distill.settings import DistillSettings, check_distill
 from compress.errors import CompressError
 from compress.io import write_json
 from compress.models.guidance import W_EMBEDDING_DIM, guidance_embedding
@@ -31,27 +32,6 @@ from compress.models.pruned import build_unet, save_like
 from compress.models.resolve import load_diffusion_model
 from compress.training import EMA, TrainingRun
 from compress.types import Record
-
-METHODS = ("lcm", "direct")
-GUIDANCE_RANGE = {"toy": (1.5, 5.0), "sd": (5.0, 15.0)}
-
-
-@dataclass(frozen=True)
-class DistillSettings:
-    method: str = "lcm"
-    steps: int = 1000  # ~17 min on 2 CPU cores for the toy
-    lr: float = 1e-4
-    batch_size: int = 32
-    solver_steps: int = 50  # DDIM timesteps of the teacher solver (skip = 1000 / solver_steps)
-    w_min: float | None = None  # guidance range sampled per item; default per family
-    w_max: float | None = None
-    loss: str = "huber"  # huber | l2
-    huber_c: float = 0.001
-    ema: float = 0.95  # target network decay
-    cfg_dropout: float = 0.0
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
-    checkpoint_every: int = 250
-    seed: int = 0
 
 
 @dataclass
@@ -88,14 +68,7 @@ def distill(
 ) -> DistillResult:
     """Distil `teacher` (or continue from `student`) into a few-step consistency model in `out`."""
     s = settings or DistillSettings()
-    if s.method not in METHODS:
-        raise CompressError(f"--method must be one of {', '.join(METHODS)}, not {s.method!r}")
-    if s.loss not in ("huber", "l2"):
-        raise CompressError(f"--loss must be huber or l2, not {s.loss!r}")
-    if s.steps < 1 or s.batch_size < 1 or s.lr <= 0 or not 1 <= s.solver_steps <= 1000:
-        raise CompressError("--steps, --batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
-    if not 0 <= s.ema < 1:
-        raise CompressError(f"--ema must be in [0, 1), not {s.ema}")
+    check_distill(out, s, resume=resume, overwrite=overwrite)
     out = Path(out)
     run = TrainingRun(out, name="distill", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
                       resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision, progress=progress)
@@ -105,10 +78,7 @@ def distill(
     source = load_diffusion_model(student) if student is not None else teacher_model
     if source.family != teacher_model.family:
         raise CompressError(f"--student is a {source.family}-family model but the teacher is {teacher_model.family}")
-    w_min, w_max = GUIDANCE_RANGE[teacher_model.family]
-    w_min, w_max = s.w_min if s.w_min is not None else w_min, s.w_max if s.w_max is not None else w_max
-    if not 0 <= w_min <= w_max:
-        raise CompressError(f"the guidance range needs 0 <= --w-min <= --w-max, got {w_min} and {w_max}")
+    w_min, w_max = s.guidance_range(teacher_model.family)
     run.create_folder()
     with run.main_process_first():
         samples = training_data(teacher_model, data, out)

@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from compress.clitools import IntList, user_errors
-from compress.evaluate.defaults import DEFAULT_SEEDS, SAMPLER_NAMES
+from compress.evaluate.defaults import DEFAULT_SEEDS, SAMPLER_NAMES, check_seeds
+from compress.io import check_new_files, image_format
 from compress.models.guidance import DEFAULT_GUIDANCE
+from compress.models.registry import check_model_ref
 
 
 @click.command("eval")
@@ -48,8 +50,8 @@ def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance
     compress eval --model out/pruned --steps 10 --json out/pruned/eval.json
     compress eval --model out/toy-onnx                  an export, sampled by its runtime
     """
-    from compress.io import check_new_files, image_format
-
+    check_model_ref(model)
+    check_seeds(seeds)
     if grid_path is None and json_path is not None:
         grid_path = json_path.with_suffix(".png")  # the grid goes beside the JSON, same stem
     check_new_files([json_path, grid_path], overwrite)  # before any sampling: nothing unnamed is replaced

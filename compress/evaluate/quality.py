@@ -20,7 +20,7 @@ from tqdm import tqdm
 from compress.data.digits import load_digits
 from compress.errors import CompressError
 from compress.evaluate.classifier import classify
-from compress.evaluate.defaults import DEFAULT_SEEDS
+from compress.evaluate.defaults import DEFAULT_SEEDS, check_seeds
 from compress.evaluate.frechet import frechet_distance, kernel_distance
 from compress.evaluate.images import save_grid
 from compress.evaluate.sampling import load_sampling_model, resolve_sampler, sample
@@ -65,16 +65,6 @@ def _load_toy(model: str | os.PathLike | DiffusionModel) -> DiffusionModel:
     return loaded
 
 
-def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-    """The seeds as a tuple: at least one, none repeated (a repeat would count one run twice in the spread)."""
-    seeds = tuple(seeds)
-    if not seeds:
-        raise CompressError("seeds must name at least one seed")
-    if len(set(seeds)) != len(seeds):
-        raise CompressError(f"seeds {','.join(map(str, seeds))} repeats a value; each seed must differ")
-    return seeds
-
-
 def mean_and_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
@@ -99,7 +89,7 @@ def evaluate(
     """
     if samples < 2:
         raise CompressError(f"samples must be at least 2 (a covariance needs two), got {samples}")
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     start = time.perf_counter()
     loaded = _load_toy(model)
     sampler_name = resolve_sampler(loaded.scheduler_config, sampler)

@@ -21,10 +21,10 @@ import torch
 from diffusers import UNet2DConditionModel
 
 from compress.errors import CompressError
+from compress.models.class_conditioner import ClassConditioner
 from compress.models.pruned import load_unet, read_plan
 from compress.models.registry import ModelSpec, assets_dir
 from compress.models.sd import SD_SCHEDULER_CONFIG
-from compress.models.toy import ClassConditioner
 from compress.types import RemovalPlan
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # "org/name"; anything else must be a local path

@@ -6,6 +6,7 @@ so listing models imports nothing heavy.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -65,3 +66,13 @@ def get_spec(name: str) -> ModelSpec:
 
 def is_registered(name: str) -> bool:
     return name in _MODELS
+
+
+def check_model_ref(ref: str | os.PathLike) -> None:
+    """`ref` is a registry name or an existing file or folder; else the resolver's error, with nothing loaded."""
+    ref = str(ref)
+    if is_registered(ref) or Path(ref).exists():
+        return
+    if Path(ref).suffix or os.sep in ref:
+        raise CompressError(f"not found: {ref} (neither a registry name nor an existing folder or file)")
+    get_spec(ref)  # the unknown-model error, which lists the known names

@@ -13,7 +13,7 @@ from pathlib import Path
 from compress.errors import CompressError
 from compress.io import read_json
 from compress.models.loading import DiffusionModel, load_diffusion_folder, load_registered
-from compress.models.registry import assets_dir, get_spec, is_registered
+from compress.models.registry import assets_dir, check_model_ref, get_spec, is_registered
 from compress.models.span import SPAN
 from compress.models.span_checkpoint import WEIGHTS_FILE as SPAN_WEIGHTS
 from compress.models.span_checkpoint import load_span_path
@@ -68,11 +68,8 @@ def create(ref: str | os.PathLike | DiffusionModel | SPAN, *, weights: str | os.
         if not (folder / SPAN_WEIGHTS).is_file():
             raise CompressError(f"shipped weights for {ref} are missing from {folder}")
         return load_span_path(folder)
+    check_model_ref(ref)
     path = Path(ref)
-    if not path.exists():
-        if path.suffix or os.sep in ref:
-            raise CompressError(f"not found: {ref} (neither a registry name nor an existing folder or file)")
-        get_spec(ref)  # raises the unknown-model error that lists the known names
     if init == "random":
         raise CompressError(RANDOM_ONLY_REGISTERED)
     if weights is not None:

@@ -1,18 +1,12 @@
-"""The embedded `toy` model: SD-v1.4 topology at small width, trained on 16x16 digits.
+"""The embedded `toy` model's facts: SD-v1.4 topology at small width, trained on 16x16 digits.
 
-It exists so that pruning, recovery and distillation are measured on a trained model
-offline. The UNet is a stock diffusers `UNet2DConditionModel`; the text encoder is
-replaced by `ClassConditioner`, a learned table of token embeddings per digit class.
+It exists so that pruning, recovery and distillation are measured on a trained model offline. The UNet is a
+stock diffusers `UNet2DConditionModel`; the text encoder is replaced by `ClassConditioner`
+(`compress.models.class_conditioner`), a learned table of token embeddings per digit class. Torch-free, like
+`sd.py`, so the registry and the CLI's checks need no torch.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
-
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
 
 NUM_CLASSES = 10
 NULL_CLASS = NUM_CLASSES  # the unconditional token used for classifier-free guidance
@@ -30,32 +24,3 @@ TOY_UNET_CONFIG = {
     "attention_head_dim": 4,
     "norm_num_groups": 8,
 }
-
-class ClassConditioner(nn.Module):
-    """Stand-in for a text encoder: class id -> `tokens` embeddings of size `dim`."""
-
-    def __init__(self, num_classes: int = NUM_CLASSES, tokens: int = 4, dim: int = 32):
-        super().__init__()
-        self.num_classes = num_classes
-        self.tokens = tokens
-        self.dim = dim
-        self.embedding = nn.Embedding(num_classes + 1, tokens * dim)
-        nn.init.normal_(self.embedding.weight, std=1.0)
-
-    def forward(self, labels: torch.Tensor) -> torch.Tensor:
-        return self.embedding(labels).view(labels.shape[0], self.tokens, self.dim)
-
-    def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {"num_classes": self.num_classes, "tokens": self.tokens, "dim": self.dim}
-        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(folder / "model.safetensors"))
-
-    @classmethod
-    def load(cls, folder: Path) -> ClassConditioner:
-        folder = Path(folder)
-        config = json.loads((folder / "config.json").read_text())
-        model = cls(**config)
-        model.load_state_dict(load_file(str(folder / "model.safetensors")))
-        return model.eval()

@@ -21,11 +21,13 @@ Naming (indices as in diffusers' module tree):
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from diffusers import UNet2DConditionModel
+from typing import TYPE_CHECKING
 
 from compress.errors import CompressError
 from compress.types import Unit
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DConditionModel
 
 GRANULARITIES = ("diffusers", "block")
 

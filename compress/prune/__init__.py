@@ -3,9 +3,9 @@
 from compress.lazy import lazy_exports
 
 _EXPORTS = {
-    "LatencySettings": "compress.prune.pipeline",
+    "LatencySettings": "compress.prune.settings",
     "PRESETS": "compress.prune.presets",
-    "ScoreSettings": "compress.prune.score",
+    "ScoreSettings": "compress.prune.settings",
     "UNetCost": "compress.prune.cost",
     "build_diffusers_unet": "compress.prune.rewrite",
     "cost_without": "compress.prune.cost",

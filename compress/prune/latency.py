@@ -39,7 +39,7 @@ import torch
 from diffusers import UNet2DConditionModel
 from tqdm import tqdm
 
-from compress.bench.backends import Backend, get_backend
+from compress.bench.backends import Backend, get_backend, usable_backend
 from compress.bench.estimate import estimate as roofline
 from compress.bench.estimate import estimate_label, get_profile
 from compress.bench.host import cpu_name
@@ -103,14 +103,6 @@ class LatencyTable(Record):
 def default_backend() -> str:
     """The best runtime installed here, in the order ov-cpu, ort-cpu, torch-cpu."""
     return next(name for name in LOCAL_BACKENDS if get_backend(name).unavailable() is None)
-
-
-def usable_backend(name: str) -> Backend:
-    backend = get_backend(name)
-    reason = backend.unavailable()
-    if reason is not None:
-        raise CompressError(f"backend {name} is not available: {reason}")
-    return backend
 
 
 def _runtime(backend: Backend) -> str:

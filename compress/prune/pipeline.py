@@ -5,17 +5,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
 
-from compress.bench.backends import get_backend
-from compress.bench.estimate import get_profile
 from compress.bench.runner import bench
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, check_new_folder
+from compress.io import atomic_output_dir
 from compress.models.conditioning import text_tokens
 from compress.models.loading import DiffusionModel, public_config
 from compress.models.pruned import save_like
@@ -37,60 +34,13 @@ from compress.prune.latency import (
 from compress.prune.presets import preset_units
 from compress.prune.report import plot_importance, write_markdown
 from compress.prune.rewrite import pruned_module
-from compress.prune.score import ScoreSettings, score_units
+from compress.prune.score import score_units
 from compress.prune.select import select_units
+from compress.prune.settings import LatencySettings, ScoreSettings, check_prune
 from compress.types import PruneReport, RemovalPlan, Unit
 
-BUDGETS = ("latency", "macs", "params")
 TABLE_FILE = "latency_table.json"
 VERIFY_ROUNDS, VERIFY_RUNS = 3, 3
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    """Where latency is predicted (a backend, or an NPU roofline profile) and how it is checked."""
-
-    backend: str | None = None  # default: the best runtime installed here (ov-cpu, else ort-cpu, else torch-cpu)
-    estimate: str | None = None  # an NPU profile name (`compress bench --list-profiles`)
-    table: str | None = None  # reuse this latency table (e.g. one measured on the target device)
-    resolution: int | None = None  # latent size; default: the UNet's sample_size
-    batch: int = 1
-    threads: int | None = None  # default: torch's intra-op thread count
-    verify: bool = False  # time the original and the pruned UNet interleaved after surgery
-    margin: float = 0.1  # a latency plan aims at ratio x (1 + margin) predicted (see select.py)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _check_arguments(ratio: float | None, preset: str | None, budget: str, granularity: str,
-                     latency: LatencySettings) -> None:
-    if budget not in BUDGETS:
-        raise CompressError(f"--budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
-    if latency.estimate is not None:
-        get_profile(latency.estimate)
-        if latency.backend is not None:
-            raise CompressError("give --backend (measure) or --estimate (roofline profile), not both")
-        if latency.verify:
-            raise CompressError("--verify-latency measures on a backend; an --estimate profile cannot be measured")
-    if latency.backend is not None:
-        get_backend(latency.backend)
-        usable_backend(latency.backend)  # a missing extra is named before any work
-    if latency.table is not None and not Path(latency.table).is_file():
-        raise CompressError(f"--latency-table {latency.table} does not exist")
-    if latency.batch < 1 or (latency.threads is not None and latency.threads < 1):
-        raise CompressError("--latency-batch and --threads must be positive")
-    if not 0.0 <= latency.margin < 1.0:
-        raise CompressError(f"--latency-margin must be in [0, 1), got {latency.margin}")
-    if preset is not None:
-        preset_units(preset)
-        if granularity != "diffusers":
-            raise CompressError("--preset builds stock diffusers configs; it needs --granularity diffusers")
-        return
-    if ratio is None:
-        raise CompressError("give --ratio (a share in (0, 1)) or --preset")
-    if not 0.0 < ratio < 1.0:
-        raise CompressError(f"--ratio must be strictly between 0 and 1, got {ratio}")
 
 
 def _wants_latency(budget: str, latency: LatencySettings) -> bool:
@@ -182,8 +132,8 @@ def prune(
     out = Path(out)
     score = score or ScoreSettings()
     latency = latency or LatencySettings()
-    _check_arguments(ratio, preset, budget, granularity, latency)
-    check_new_folder(out, overwrite)
+    check_prune(out, ratio=ratio, preset=preset, budget=budget, granularity=granularity, score=score,
+                latency=latency, max_overshoot=max_overshoot, overwrite=overwrite)
     loaded = load_diffusion_model(model, weights=weights, init=init, seed=score.seed)
     unet = loaded.unet
     if loaded.plan is not None:

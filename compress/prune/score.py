@@ -20,55 +20,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
 
 import torch
 from diffusers import DDIMScheduler
 from tqdm import tqdm
 
-from compress.errors import CompressError
 from compress.models.conditioning import calibration_conditioning
-from compress.models.guidance import DEFAULT_GUIDANCE
 from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.models.surgery import removed_units
+from compress.prune.settings import ScoreSettings
 from compress.types import Unit, UnitScore
-
-SCORE_MODES = ("step", "trajectory")
-COMBINES = ("sum", "mean", "std", "product")
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    mode: str = "step"
-    combine: str = "sum"
-    samples: int | None = None  # default: 8 for latent (SD) models, 40 for the toy
-    steps: int = 4  # DDIM steps of the calibration trajectory
-    resolution: int | None = None  # latent/pixel size; default min(sample_size, 32)
-    guidance: float | None = None  # default per family (DEFAULT_GUIDANCE)
-    batch_size: int | None = None  # default: 8 for SD latents (memory), all samples for the toy
-    seed: int = 0
-
-    def resolved(self, model: DiffusionModel) -> ScoreSettings:
-        """Fill the family-dependent defaults and check the values."""
-        if self.mode not in SCORE_MODES:
-            raise CompressError(f"--score-mode must be one of {', '.join(SCORE_MODES)}, not {self.mode!r}")
-        if self.combine not in COMBINES:
-            raise CompressError(f"--combine must be one of {', '.join(COMBINES)}, not {self.combine!r}")
-        samples = self.samples if self.samples is not None else (40 if model.family == "toy" else 8)
-        resolution = self.resolution or min(model.unet.config.sample_size, 32)
-        factor = 2 ** (len(model.unet.config.block_out_channels) - 1)
-        if samples < 2:
-            raise CompressError("--calib-samples must be at least 2 (a std needs two samples)")
-        batch_size = self.batch_size or (samples if model.family == "toy" else 8)
-        if self.steps < 1 or batch_size < 1:
-            raise CompressError("--calib-steps and the calibration batch size must be positive")
-        if resolution % factor:
-            raise CompressError(f"--calib-resolution {resolution} is not divisible by the UNet's factor {factor}")
-        guidance = DEFAULT_GUIDANCE[model.family] if self.guidance is None else self.guidance
-        return ScoreSettings(self.mode, self.combine, samples, self.steps, resolution, guidance, batch_size, self.seed)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def combine_shifts(mean_shift: float, std_shift: float, combine: str) -> float:

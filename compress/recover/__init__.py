@@ -5,7 +5,7 @@ from compress.lazy import lazy_exports
 _EXPORTS = {
     "FeaturePair": "compress.recover.features",
     "RecoverResult": "compress.recover.train",
-    "RecoverSettings": "compress.recover.train",
+    "RecoverSettings": "compress.recover.settings",
     "feature_pairs": "compress.recover.features",
     "recover": "compress.recover.train",
 }

@@ -25,29 +25,12 @@ from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.models.pruned import read_prune_report, save_like
 from compress.models.resolve import load_diffusion_model
 from compress.recover.features import feature_pairs, record_outputs
+from compress.recover.settings import RecoverSettings, check_recover
 from compress.training import EMA, TrainingRun
 from compress.types import PruneReport, Record
 
 STRUCTURE_KEYS = ("in_channels", "out_channels", "block_out_channels", "layers_per_block", "down_block_types",
                   "up_block_types", "cross_attention_dim", "attention_head_dim", "mid_block_type", "sample_size")
-
-
-@dataclass(frozen=True)
-class RecoverSettings:
-    steps: int = 1000
-    lr: float = 2e-4
-    batch_size: int = 32
-    grad_accum: int = 1
-    task: float = 1.0
-    kd_out: float = 1.0
-    kd_feat: float = 1.0
-    feat_norm: bool = False
-    mixed_precision: str = "no"  # no | fp16 | bf16 (accelerate)
-    gradient_checkpointing: bool = False
-    ema: float | None = None  # EMA decay of the student's weights; None = no EMA
-    cfg_dropout: float = 0.1
-    checkpoint_every: int = 250
-    seed: int = 0
 
 
 @dataclass
@@ -69,20 +52,6 @@ def _check_derived(report: PruneReport, teacher: DiffusionModel) -> None:
                                 f"({a!r} in the student's prune report, {b!r} in the teacher)")
 
 
-def _check_settings(s: RecoverSettings) -> None:
-    """Numbers that would train wrongly or fail late are refused before anything loads."""
-    if s.batch_size < 1 or s.lr <= 0:
-        raise CompressError("--batch-size must be positive and --lr above 0")
-    if s.ema is not None and not 0 < s.ema < 1:
-        raise CompressError(f"--ema must be between 0 and 1 (leave it out for no EMA), not {s.ema}")
-    weights = {"--task": s.task, "--kd-out": s.kd_out, "--kd-feat": s.kd_feat}
-    if min(weights.values()) < 0 or max(weights.values()) == 0:
-        raise CompressError("loss weights must be non-negative and not all 0, got "
-                            + ", ".join(f"{name} {value:g}" for name, value in weights.items()))
-    if not 0 <= s.cfg_dropout < 1:
-        raise CompressError(f"the class-dropout rate must be in [0, 1), not {s.cfg_dropout}")
-
-
 def recover(
     teacher: str | os.PathLike,
     student: str | os.PathLike,
@@ -96,7 +65,7 @@ def recover(
 ) -> RecoverResult:
     """Distil `teacher` into the pruned `student` folder; write `out/unet`, the log, its plot and an eval."""
     s = settings or RecoverSettings()
-    _check_settings(s)
+    check_recover(out, s, resume=resume, overwrite=overwrite)
     out, student_dir = Path(out), Path(student)
     run = TrainingRun(out, name="recover", steps=s.steps, checkpoint_every=s.checkpoint_every, seed=s.seed,
                       resume=resume, overwrite=overwrite, mixed_precision=s.mixed_precision,

@@ -9,7 +9,7 @@ _EXPORTS = {
     "SPANCost": "compress.sr.cost",
     "SREvalResult": "compress.sr.evaluate",
     "SRImageScore": "compress.sr.evaluate",
-    "TrainConfig": "compress.sr.train",
+    "TrainConfig": "compress.sr.settings",
     "TrainReport": "compress.sr.train",
     "deploy_model": "compress.sr.upscale",
     "evaluate_sr": "compress.sr.evaluate",

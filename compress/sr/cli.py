@@ -9,6 +9,8 @@ import click
 from compress.clitools import command_line, deprecated_alias, user_errors
 from compress.errors import CompressError
 from compress.io import atomic_file, check_new_files
+from compress.models.registry import check_model_ref
+from compress.sr.settings import INITS, TrainConfig, check_folder_output, check_sr_train, check_tiling
 
 MODEL_HELP = "registry name (span-x2, span-x4), a folder written by `compress sr train`, or a checkpoint file"
 
@@ -39,7 +41,7 @@ def sr() -> None:
 @click.option("--lr", type=float, default=5e-4, show_default=True, help="Initial Adam learning rate.")
 @click.option("--min-lr", type=float, default=1e-6, show_default=True, help="Learning rate at the end of the cosine.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--init", default="bilinear", show_default=True,
+@click.option("--init", type=click.Choice(INITS), default="bilinear", show_default=True,
               help="'bilinear': start as bilinear upscaling (fast start); 'default': PyTorch's, as the authors.")
 @click.option("--val-every", type=int, default=500, show_default=True, help="Validate every N steps.")
 @click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N steps.  [default: 500]")
@@ -58,14 +60,15 @@ def train_cmd(data, out, val_data, ckpt_dir, resume, overwrite, no_progress, ste
     Adam with cosine decay. A resumed run (--resume) ends with the same weights as an uninterrupted one.
     `--iters` and `--ckpt-every` still work as deprecated names of `--steps` and `--checkpoint-every`.
     """
-    from compress.sr import TrainConfig, train_span
-
     steps = deprecated_alias(steps, iters, "--steps", "--iters")
     if steps is None:
         raise click.UsageError("Missing option '--steps'.")
     checkpoint_every = deprecated_alias(checkpoint_every, ckpt_every, "--checkpoint-every", "--ckpt-every")
     train_config = TrainConfig(steps=steps, checkpoint_every=500 if checkpoint_every is None else checkpoint_every,
                                **config)
+    check_sr_train(out, train_config, ckpt_dir=ckpt_dir, resume=resume, overwrite=overwrite)  # before torch
+    from compress.sr import train_span
+
     report = train_span(data, out, train_config, val_data=val_data, ckpt_dir=ckpt_dir, resume=resume,
                         overwrite=overwrite, command=command_line(click.get_current_context()),
                         progress=not no_progress)
@@ -87,10 +90,12 @@ def eval_cmd(model, data, scale, json_path, tile) -> None:
     Each image is downscaled (bicubic, 8 bits), upscaled by the model and by bicubic, and scored on the BT.601 Y
     channel with SCALE pixels of border cropped; per image and mean.
     """
+    check_model_ref(model)
+    check_tiling(tile)
+    check_new_files([json_path], overwrite=True)  # the named file may be replaced; an unwritable one fails now
     from compress.io import write_json
     from compress.sr import evaluate_sr
 
-    check_new_files([json_path], overwrite=True)  # the named file may be replaced; an unwritable one fails now
     result = evaluate_sr(model, data, scale=scale, tile=tile)
     width = max(len("mean"), *(len(score.name) for score in result.images))
     header = f"{'image':<{width}}  {'PSNR':>7} {'SSIM':>7}  {'bicubic':>7} {'SSIM':>7}"
@@ -118,6 +123,12 @@ def upscale_cmd(input_path, output_path, model, scale, tile, overlap, overwrite)
     clamped to [0, 1] and rounded to 8 bits; grey images come out as RGB and alpha is dropped. Tiles of TILE pixels
     with OVERLAP pixels of context keep memory bounded on large images.
     """
+    check_model_ref(model)
+    check_tiling(tile, overlap)
+    if Path(input_path).is_dir():
+        check_folder_output(input_path, output_path, overwrite)
+    else:
+        check_new_files([output_path], overwrite)
     from compress.sr import upscale_folder, upscale_image
 
     options = dict(scale=scale, tile=tile, overlap=overlap, overwrite=overwrite)
@@ -143,12 +154,13 @@ def export_official_cmd(output_path, model, no_params, overwrite) -> None:
     its training branches (exact stand-ins for a fused model) and `eval_conv` filled by the exact fuse:
       compress sr export-official --model span-x4 span_x4_official.pth
     """
-    from compress.sr import export_official, load_span
-
     out = Path(output_path)
     if out.suffix not in (".pth", ".pt", ".safetensors"):
         raise CompressError(f"OUT must end in .pth or .safetensors, not {out.name!r}")
+    check_model_ref(model)
     check_new_files([out], overwrite)
+    from compress.sr import export_official, load_span
+
     if out.suffix == ".safetensors":
         no_params = True  # safetensors holds tensors only
     span = load_span(model)
@@ -168,10 +180,12 @@ def info_cmd(channels, scale, model, size) -> None:
 
     MACs count convolutions only (fvcore style) on a 1x3xSIZExSIZE low-resolution input.
     """
-    from compress.sr import load_span, span_cost
-
     if size < 1:
         raise CompressError(f"--size must be positive, not {size}")
+    if model is not None:
+        check_model_ref(model)
+    from compress.sr import load_span, span_cost
+
     if model is not None:
         loaded = load_span(model)
         channels, scale = loaded.channels, loaded.scale

@@ -11,8 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from compress.errors import CompressError
 from compress.io import atomic_file
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from compress.sr.settings import IMAGE_SUFFIXES
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

@@ -28,31 +28,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, check_new_folder, write_json
+from compress.io import atomic_output_dir, write_json
 from compress.models.span import IMG_RANGE, SPAN
 from compress.models.span_checkpoint import save_span
 from compress.sr.evaluate import degrade, score_image, summarize
 from compress.sr.files import list_images, read_image
+from compress.sr.settings import TrainConfig, check_sr_train, run_folder
 from compress.training import TrainingRun
 
 VAL_CROP = 256  # validation scores centre crops of at most this side, to keep it quick
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines the trained weights (with the data); a resumed run must use the same."""
-
-    scale: int
-    channels: int
-    steps: int
-    batch_size: int = 16
-    patch_size: int = 48  # low-resolution crop side
-    lr: float = 5e-4
-    min_lr: float = 1e-6
-    seed: int = 0
-    val_every: int = 500
-    checkpoint_every: int = 500
-    init: str = "bilinear"  # or "default" (PyTorch's, as the official code)
 
 
 @dataclass
@@ -167,18 +151,6 @@ def _train_step(run: TrainingRun, model: Any, optimizer: Any, sampler: PatchSamp
     return loss.item()
 
 
-def _check_config(config: TrainConfig) -> None:
-    for name in ("steps", "batch_size", "patch_size", "val_every", "checkpoint_every", "channels"):
-        if getattr(config, name) < 1:
-            raise CompressError(f"--{name.replace('_', '-')} must be positive, not {getattr(config, name)}")
-    if not 0 <= config.min_lr <= config.lr or config.lr <= 0:
-        raise CompressError(f"--lr must be above 0 and --min-lr in [0, --lr], got {config.lr:g} and {config.min_lr:g}")
-    if config.init not in ("bilinear", "default"):
-        raise CompressError(f"--init must be 'bilinear' or 'default', not {config.init!r}")
-    if config.init == "bilinear" and config.channels < 3:
-        raise CompressError("--init bilinear needs at least 3 channels (it carries the RGB input in 3 of them)")
-
-
 class _RunRecord:
     """The report's running totals in the checkpoint; restoring it first refuses a run made with other settings."""
 
@@ -221,11 +193,8 @@ def train_span(
     names another one; then `out` receives only the model, atomically, at the end. `resume=True` continues
     the run. Validation scores centre crops of `val_data` (default: the training images).
     """
-    _check_config(config)
-    out = Path(out)
-    run_dir = Path(ckpt_dir) if ckpt_dir is not None else out
-    if run_dir != out:
-        check_new_folder(out, overwrite)
+    check_sr_train(out, config, ckpt_dir=ckpt_dir, resume=resume, overwrite=overwrite)
+    out, run_dir = Path(out), run_folder(out, ckpt_dir)
     train_images = _read_folder(data)
     val_images = _read_folder(val_data) if val_data is not None else train_images
     check_crop_fits(train_images, config.patch_size * config.scale)

@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 
 from compress.errors import CompressError
-from compress.io import atomic_output_dir, check_new_files, check_new_folder
+from compress.io import atomic_output_dir, check_new_files
 from compress.models.resolve import load_span
 from compress.models.span import SPAN
-from compress.sr.files import IMAGE_SUFFIXES, list_images, read_image, to_uint8, write_image
+from compress.sr.files import list_images, read_image, to_uint8, write_image
+from compress.sr.settings import check_folder_output, check_tiling
 
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 24
@@ -52,8 +53,7 @@ def upscale_tensor(
     model: SPAN, image: torch.Tensor, tile: int = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP
 ) -> torch.Tensor:
     """Upscale a (3, H, W) [0, 1] image; returns the (3, H * s, W * s) uint8 result, clamped and rounded."""
-    if tile < 1 or overlap < 0:
-        raise CompressError(f"tile must be positive and overlap non-negative (got tile={tile}, overlap={overlap})")
+    check_tiling(tile, overlap)
     s = model.scale
     _, height, width = image.shape
     device = next(model.parameters()).device
@@ -78,8 +78,9 @@ def upscale_image(
     """Upscale one image file into `output_path` (format from its suffix), which appears only when complete."""
     output_path = Path(output_path)
     check_new_files([output_path], overwrite)
-    model = deploy_model(model_ref, scale)
-    write_image(upscale_tensor(model, read_image(input_path), tile, overlap), output_path)
+    check_tiling(tile, overlap)
+    image = read_image(input_path)  # an unreadable image is refused before the model loads
+    write_image(upscale_tensor(deploy_model(model_ref, scale), image, tile, overlap), output_path)
     return output_path
 
 
@@ -93,9 +94,7 @@ def upscale_folder(
     overwrite: bool = False,
 ) -> list[Path]:
     """Upscale every image in `input_dir` to a PNG of the same stem in `output_dir` (created whole or not at all)."""
-    if Path(output_dir).suffix.lower() in IMAGE_SUFFIXES:
-        raise CompressError(f"{input_dir} is a folder, so OUT must be a folder too; {output_dir} names an image file")
-    check_new_folder(output_dir, overwrite)
+    check_folder_output(input_dir, output_dir, overwrite)
     inputs = list_images(input_dir)
     stems = [path.stem for path in inputs]
     duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
