@@ -66,7 +66,7 @@ def main() -> None:
     lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
     ema_unet, ema_cond = copy.deepcopy(unet).eval(), copy.deepcopy(conditioner).eval()
     generator = torch.Generator().manual_seed(args.seed)
-    start = 0
+    start, logged_seconds = 0, 0.0
     ckpt_path = args.out / "train_state.pt"
     if ckpt_path.exists():
         state = torch.load(ckpt_path, weights_only=True)
@@ -78,11 +78,12 @@ def main() -> None:
         lr_sched.load_state_dict(state["lr_scheduler"])
         generator.set_state(state["generator"])
         start = state["step"]
+        logged_seconds = _truncate_log(args.out / "train_log.jsonl", start)
         print(f"resumed at step {start}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     log = (args.out / "train_log.jsonl").open("a")
-    t0 = time.time()
+    t0 = time.time() - logged_seconds  # a resumed run's seconds continue the killed run's
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train toy")
     for step in bar:
         idx = torch.randint(0, len(data.labels), (args.batch_size,), generator=generator)
@@ -124,6 +125,22 @@ def main() -> None:
     (args.out / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     ckpt_path.unlink()
     print(f"saved {args.out} after {time.time() - t0:.0f} s")
+
+
+def _truncate_log(path: Path, step: int) -> float:
+    """Drop the log lines a killed run wrote past its last checkpoint; return the seconds logged up to it."""
+    if not path.exists():
+        return 0.0
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # the line being written when the run was killed
+            continue
+        if record["step"] <= step:
+            kept.append(record)
+    path.write_text("".join(json.dumps(record) + "\n" for record in kept))
+    return kept[-1]["seconds"] if kept else 0.0
 
 
 if __name__ == "__main__":
