@@ -26,3 +26,18 @@ def tiny_unet_dir(tmp_path):
     folder = tmp_path / "tiny-sd" / "unet"
     make_tiny_unet().save_pretrained(folder)
     return folder.parent
+
+
+@pytest.fixture(scope="module")
+def toy_pair(tmp_path_factory):
+    """A random-init toy teacher folder and a student pruned from it (params budget: no latency table)."""
+    from compress.models.resolve import load_diffusion_model
+    from compress.prune import ScoreSettings, prune
+
+    root = tmp_path_factory.mktemp("toy")
+    teacher = load_diffusion_model("toy", init="random")
+    teacher.unet.save_pretrained(root / "teacher" / "unet")
+    teacher.conditioner.save(root / "teacher" / "conditioner")
+    prune(root / "teacher", root / "student", ratio=0.3, budget="params", score=ScoreSettings(samples=4, steps=2),
+          progress=False)
+    return root / "teacher", root / "student"

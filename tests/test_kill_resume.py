@@ -13,13 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 from PIL import Image
 
 from compress.io import load_safetensors
-from compress.models.resolve import load_diffusion_model
-from compress.prune import ScoreSettings, prune
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
@@ -68,17 +65,6 @@ def _check_kill_and_resume(args: list[str], tmp_path: Path) -> None:
     assert whole.keys() == resumed.keys()
     assert all(torch.equal(whole[k], resumed[k]) for k in whole)
     assert not [name for name in _everything(work) if ".tmp-" in name]
-
-
-@pytest.fixture(scope="module")
-def toy_pair(tmp_path_factory):
-    root = tmp_path_factory.mktemp("toy")
-    teacher = load_diffusion_model("toy", init="random")
-    teacher.unet.save_pretrained(root / "teacher" / "unet")
-    teacher.conditioner.save(root / "teacher" / "conditioner")
-    prune(root / "teacher", root / "student", ratio=0.3, budget="params", score=ScoreSettings(samples=4, steps=2),
-          progress=False)
-    return root / "teacher", root / "student"
 
 
 def test_killed_sr_train_resumes_to_the_uninterrupted_weights(tmp_path):

@@ -4,27 +4,14 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
 
 from compress.models.pruned import load_unet
-from compress.models.resolve import load_diffusion_model
 from compress.prune import ScoreSettings, prune
 from compress.recover import RecoverSettings, recover
 from helpers import caption_folder, tiny_sd_pipeline
 
 FAST_SCORE = ScoreSettings(samples=4, steps=2)
-
-
-@pytest.fixture(scope="module")
-def toy_pair(tmp_path_factory):
-    """A random-init toy teacher folder and a student pruned from it."""
-    root = tmp_path_factory.mktemp("toy")
-    teacher = load_diffusion_model("toy", init="random")
-    teacher.unet.save_pretrained(root / "teacher" / "unet")
-    teacher.conditioner.save(root / "teacher" / "conditioner")
-    prune(root / "teacher", root / "student", ratio=0.3, budget="params", score=FAST_SCORE, progress=False)
-    return root / "teacher", root / "student"
 
 
 def weights(folder):
