@@ -33,15 +33,14 @@ class DistillSettings:
 
     def guidance_range(self, family: str) -> tuple[float, float]:
         """The (w_min, w_max) sampled for a teacher of `family`: the family's range where not given."""
-        w_min, w_max = GUIDANCE_RANGE[family]
-        w_min, w_max = self.w_min if self.w_min is not None else w_min, self.w_max if self.w_max is not None else w_max
-        _check_guidance(w_min, w_max)
+        return self._range(GUIDANCE_RANGE[family])
+
+    def _range(self, defaults: tuple[float, float]) -> tuple[float, float]:
+        w_min = self.w_min if self.w_min is not None else defaults[0]
+        w_max = self.w_max if self.w_max is not None else defaults[1]
+        if not 0 <= w_min <= w_max:
+            raise CompressError(f"the guidance range needs 0 <= --w-min <= --w-max, got {w_min} and {w_max}")
         return w_min, w_max
-
-
-def _check_guidance(w_min: float, w_max: float) -> None:
-    if not 0 <= w_min <= w_max:
-        raise CompressError(f"the guidance range needs 0 <= --w-min <= --w-max, got {w_min} and {w_max}")
 
 
 def check_distill(out: str | os.PathLike, s: DistillSettings, *, resume: bool, overwrite: bool) -> None:
@@ -54,10 +53,7 @@ def check_distill(out: str | os.PathLike, s: DistillSettings, *, resume: bool, o
         raise CompressError("--batch-size must be positive, --lr above 0, --solver-steps in 1..1000")
     if not 0 <= s.ema < 1:
         raise CompressError(f"--ema must be in [0, 1), not {s.ema}")
-    if s.w_min is not None or s.w_max is not None:  # both given, or one against every family's default
-        lows, highs = zip(*GUIDANCE_RANGE.values(), strict=True)
-        w_min = s.w_min if s.w_min is not None else min(lows)
-        w_max = s.w_max if s.w_max is not None else max(highs)
-        _check_guidance(w_min, w_max)
+    lows, highs = zip(*GUIDANCE_RANGE.values(), strict=True)
+    s._range((min(lows), max(highs)))  # what is wrong with every family's default range is refused now
     check_run(out, steps=s.steps, checkpoint_every=s.checkpoint_every, mixed_precision=s.mixed_precision,
               resume=resume, overwrite=overwrite)
