@@ -16,7 +16,7 @@ from compress.cli import main
 from compress.models.sd import SD14_UNET_CONFIG
 from compress.models.units import enumerate_units, units_conflict
 from compress.prune import LatencySettings, ScoreSettings, prune
-from compress.prune.cost import LeafCosts, cost_without, measure
+from compress.prune.cost import REPLACING, LeafCosts, cost_without, measure
 from compress.prune.latency import (
     LatencyModel,
     LatencyTable,
@@ -72,11 +72,16 @@ def test_sd14_attention_matmuls_are_counted():
 
 @pytest.mark.parametrize("granularity", ["diffusers", "block"])
 def test_leaf_costs_of_any_removal_set_equal_a_trace_of_it(tiny_unet, granularity):
-    """The one-trace-per-stage-removal shortcut is exact: MACs of random removal sets match a full trace."""
+    """One trace per replacing unit is exact: params and MACs of random removal sets (stage removals, shortcuts and
+    bypasses mixed) match a whole trace of each set, and so does every single unit's cost."""
     units = enumerate_units(tiny_unet, granularity)
     costs = LeafCosts(tiny_unet, units, 16, 77)
-    for subset in random_subsets(units, 12):
-        assert costs.total_macs(subset) == cost_without(tiny_unet, subset, 16, 77).total_macs, [u.name for u in subset]
+    subsets = list(random_subsets(units, 16))
+    assert any(u.removal == "drop-stage" for s in subsets for u in s)
+    assert granularity == "diffusers" or any(u.removal == "replace-by-shortcut" for s in subsets for u in s)
+    for subset in [*subsets, *([u] for u in units if u.removal in REPLACING)]:
+        assert costs.cost(subset) == cost_without(tiny_unet, subset, 16, 77), [u.name for u in subset]
+        assert costs.total_macs(subset) == costs.cost(subset).total_macs
 
 
 def test_an_estimate_table_predicts_whole_models_exactly(tiny_unet):

@@ -6,11 +6,13 @@ the split kept as `macs` (conv + linear, the convention of the published SD figu
 memory and well under a second even for SD.
 
 The leaf trace (`LeafCosts`) records every resnet, transformer block and sampler call with its input shapes and
-MACs. Removing a diffusers-granularity unit only deletes leaves, except a stage removal, which moves the mid
-block to another resolution; so the leaves of such a removal set are those of the one trace with its stage
-removal (if any), minus the leaves under its other units (checked against whole traces in the tests). Sets
-with block-granularity units, whose bypasses interact in more ways, are traced whole, once per set. The
-latency tables use the same leaves, which is how one table predicts every removal set.
+MACs. A removal leaves the shapes of every other leaf as they were (a bypassed or shortcut block outputs the shape
+the block did), except a stage removal, which moves the mid block to another resolution. So the leaves of any
+removal set are those of the one trace with its stage removal (if any), minus the leaves under its other units,
+plus the 1x1 shortcut leaf of each resnet replaced by its shortcut, read from that unit's own trace: one trace per
+replacing unit serves every set (checked against whole traces of random sets in the tests). Tracing on the meta
+device costs about a second for the toy, so per-set traces made block-granularity pruning slow. The latency
+tables use the same leaves, which is how one table predicts every removal set.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from compress.types import Unit
 ATTENTION_OPS = ("bmm", "baddbmm", "scaled_dot_product")
 LEAF_TYPES = (ResnetBlock2D, Transformer2DModel, Downsample2D, Upsample2D, ShortcutResnet)
 REPLACING = ("drop-stage", "replace-by-shortcut")  # removals that add or move leaves instead of only deleting
-FAST_KINDS = ("layer", "attentions", "mid", "stage")  # the diffusers-granularity units, read from two traces
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ def _under(path: str, removed: set[str]) -> bool:
 
 
 class LeafCosts:
-    """The leaf calls of every removal set of `units`, from one trace per stage removal (see the module doc)."""
+    """The leaf calls and cost of every removal set of `units`, from one trace per replacing unit (see the module
+    doc)."""
 
     def __init__(self, unet: UNet2DConditionModel, units: list[Unit], resolution: int, text_tokens: int,
                  batch: int = 1):
@@ -190,22 +192,21 @@ class LeafCosts:
         self.full, self.base = _trace(replica, [], resolution, text_tokens, batch)
         self.shifted = {u.name: _trace(replica, [u], resolution, text_tokens, batch)[1]
                         for u in units if u.removal in REPLACING}
-        self.traced: dict[frozenset[str], dict[str, LeafCall]] = {}
         leaf_macs = sum(c.macs for c in self.base.values()) // batch
         leaf_attention = sum(c.attention_macs for c in self.base.values()) // batch
         self.fixed_macs = (self.full.macs - leaf_macs, self.full.attention_macs - leaf_attention)
 
     def leaves(self, units: list[Unit]) -> dict[str, LeafCall]:
         """Leaf calls of the UNet with `units` removed."""
-        if any(u.kind not in FAST_KINDS for u in units):
-            names = frozenset(u.name for u in units)
-            if names not in self.traced:
-                self.traced[names] = _trace(self.replica, units, self.resolution, self.text_tokens, self.batch)[1]
-            return self.traced[names]
         stages = [u for u in units if u.removal == "drop-stage"]
         source = self.shifted[stages[0].name] if stages else self.base
         removed = {p for u in units if u.removal != "drop-stage" for p in u.modules}
-        return {p: c for p, c in source.items() if not _under(p, removed)}
+        calls = {p: c for p, c in source.items() if not _under(p, removed)}
+        for unit in units:
+            if unit.removal == "replace-by-shortcut":
+                calls |= {p: c for p, c in self.shifted[unit.name].items()
+                          if p in unit.modules and c.kind == ShortcutResnet.__name__}
+        return calls
 
     def all_calls(self) -> dict[str, LeafCall]:
         """One call per distinct signature over every removal set: what a latency table must hold."""
@@ -215,6 +216,21 @@ class LeafCosts:
                 calls.setdefault(call.signature, call)
         return calls
 
+    def cost(self, units: list[Unit]) -> UNetCost:
+        """Params and per-sample MACs of the UNet with `units` removed (params counted on the edited replica)."""
+        with removed_units(self.replica, units):
+            params = count_params(self.replica)
+        leaves = self.leaves(units).values()
+        return UNetCost(params, self.fixed_macs[0] + sum(c.macs for c in leaves) // self.batch,
+                        self.fixed_macs[1] + sum(c.attention_macs for c in leaves) // self.batch)
+
+    def costed(self, units: list[Unit]) -> list[Unit]:
+        """Each unit with its params and MACs: the full model's cost minus the cost without the unit."""
+        full = self.cost([])
+        return [Unit(u.name, u.kind, u.removal, u.modules, params=full.params - after.params,
+                     macs=full.macs - after.macs, attention_macs=full.attention_macs - after.attention_macs)
+                for u, after in ((u, self.cost([u])) for u in units)]
+
     def total_macs(self, units: list[Unit]) -> int:
         """conv + linear + attention MACs per sample of the UNet with `units` removed."""
         leaves = self.leaves(units).values()
@@ -222,12 +238,5 @@ class LeafCosts:
 
 
 def unit_costs(unet: UNet2DConditionModel, units: list[Unit], resolution: int, text_tokens: int) -> list[Unit]:
-    """Fill in each unit's params and MACs: the full model's cost minus the cost without the unit."""
-    replica = meta_replica(unet)
-    full = measure(replica, resolution, text_tokens)
-    costed = []
-    for unit in units:
-        after = _trace(replica, [unit], resolution, text_tokens, 1)[0]
-        costed.append(Unit(unit.name, unit.kind, unit.removal, unit.modules, params=full.params - after.params,
-                           macs=full.macs - after.macs, attention_macs=full.attention_macs - after.attention_macs))
-    return costed
+    """`units` with their params and MACs filled in (see `LeafCosts.costed`)."""
+    return LeafCosts(unet, units, resolution, text_tokens).costed(units)

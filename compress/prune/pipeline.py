@@ -19,7 +19,7 @@ from compress.models.pruned import save_like
 from compress.models.resolve import load_diffusion_model
 from compress.models.surgery import removed_units
 from compress.models.units import enumerate_units, find_units
-from compress.prune.cost import LeafCosts, cost_without, unit_costs
+from compress.prune.cost import LeafCosts
 from compress.prune.latency import (
     LatencyModel,
     LatencyTable,
@@ -48,13 +48,14 @@ def _wants_latency(budget: str, latency: LatencySettings) -> bool:
 
 
 def _latency_model(unet: UNet2DConditionModel, units: list[Unit], granularity: str, latency: LatencySettings,
-                   tokens: int, progress: bool) -> tuple[LatencyModel, str | None]:
+                   tokens: int, counted: LeafCosts, progress: bool) -> tuple[LatencyModel, str | None]:
     """The latency table to prune by (given, cached or built now) and where it came from."""
     resolution = latency.resolution or unet.config.sample_size
     factor = 2 ** (len(unet.config.block_out_channels) - 1)
     if resolution % factor:
         raise CompressError(f"--latency-size {resolution} is not divisible by the UNet's factor {factor}")
-    costs = LeafCosts(unet, units, resolution, tokens, latency.batch)
+    same = (resolution, latency.batch) == (counted.resolution, counted.batch)  # the traces of `counted` serve
+    costs = counted if same else LeafCosts(unet, units, resolution, tokens, latency.batch)
     threads = latency.threads or torch.get_num_threads()
     if latency.table is not None:
         given = read_table(latency.table)
@@ -140,11 +141,12 @@ def prune(
         raise CompressError(f"{model} is a block-granularity pruned model; prune the original model instead")
     settings = score.resolved(loaded)
     resolution, tokens = unet.config.sample_size, text_tokens(loaded)
-    units = unit_costs(unet, enumerate_units(unet, granularity), resolution, tokens)
-    before = cost_without(unet, [], resolution, tokens)
+    units = enumerate_units(unet, granularity)
+    counted = LeafCosts(unet, units, resolution, tokens)
+    units, before = counted.costed(units), counted.cost([])
     speed, table_source = None, None
     if _wants_latency(budget, latency):
-        speed, table_source = _latency_model(unet, units, granularity, latency, tokens, progress)
+        speed, table_source = _latency_model(unet, units, granularity, latency, tokens, counted, progress)
     # a latency share is predicted, so a latency plan aims above the ratio; params and MACs are counted
     margin = latency.margin if budget == "latency" and preset is None else None
     if preset is not None:
@@ -152,17 +154,16 @@ def prune(
         chosen = [u for u in units if u.name in {c.name for c in chosen}]
     else:
         scores = score_units(loaded, units, settings, progress=progress)
-        macs = LeafCosts(unet, units, resolution, tokens) if budget == "macs" else None
 
         def share(subset: list[Unit]) -> float:
             if budget == "params":  # removals of disjoint modules add up exactly
                 return sum(u.params for u in subset) / before.params
             if budget == "macs":
-                return 1 - macs.total_macs(subset) / before.total_macs
+                return 1 - counted.total_macs(subset) / before.total_macs
             return speed.saving(subset)
 
         chosen = select_units(units, {s.unit: s.score for s in scores}, ratio, share, max_overshoot, margin or 0.0)
-    after = cost_without(unet, chosen, resolution, tokens)
+    after = counted.cost(chosen)
     table = speed.table if speed else None
     report = PruneReport(
         model=loaded.name, ratio_requested=ratio if preset is None else None, budget=budget,
