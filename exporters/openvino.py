@@ -57,11 +57,14 @@ def default_precision() -> str:
     return ov.Core().get_property(DEVICE, "INFERENCE_PRECISION_HINT").get_type_name()
 
 
-def openvino_signature(compiled: Any) -> tuple[list[tuple[str, list, str]], list[tuple[str, list, str]]]:
-    """(name, shape, dtype) of the inputs and outputs, as ONNX's are described."""
+def openvino_signature(compiled: Any) -> tuple[list[tuple[frozenset[str], list, str]],
+                                                list[tuple[frozenset[str], list, str]]]:
+    """(names, shape, dtype) of the inputs and outputs. A port has a set of names: compiling can merge the names of
+    tensors it fuses into it (a batch-2 UNet's timestep port reads {'timestep', 'expand:0', '582'}), and any of them
+    addresses it."""
 
-    def describe(ports: list) -> list[tuple[str, list, str]]:
-        return [(p.get_any_name(), [d.get_length() if d.is_static else -1 for d in p.get_partial_shape()],
+    def describe(ports: list) -> list[tuple[frozenset[str], list, str]]:
+        return [(frozenset(p.get_names()), [d.get_length() if d.is_static else -1 for d in p.get_partial_shape()],
                  p.get_element_type().to_dtype().name) for p in ports]
 
     return describe(compiled.inputs), describe(compiled.outputs)

@@ -125,6 +125,18 @@ def test_openvino_block_pruned(models, tmp_path):
     assert artifact.input_names == UNET_INPUTS and artifact.validated and _passed(artifact, "rel_l2")
 
 
+def test_openvino_guidance_batch_validates(models, tmp_path):
+    """At batch 2 (what a pipeline with guidance calls) compiling merges other tensor names into the timestep port;
+    the signature check matches the contract's name among all of a port's names."""
+    from exporters.openvino import load_openvino, openvino_signature
+
+    artifact = export(models["toy"], "openvino", tmp_path / "ov2", batch=2)
+    assert artifact.validated is True and _passed(artifact, "inputs")
+    inputs, _ = openvino_signature(load_openvino(Path(artifact.directory) / artifact.path))
+    assert [name in names for name, (names, _, _) in zip(UNET_INPUTS, inputs, strict=True)] == [True] * 3
+    assert [shape[0] for _, shape, _ in inputs] == [2, 2, 2]
+
+
 def test_openvino_is_validated_at_the_precision_it_runs_and_a_bf16_sensitive_weight_fails(models, tmp_path):
     from exporters.openvino import default_precision
 
