@@ -109,8 +109,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     # 3. Install the wheel alone; run the CLI and the package from outside the repository.
     _run([python, "-m", "pip", "install", "--no-deps", "--no-index", wheel], elsewhere, env)
     out = tmp_path / "pruned"
-    result = _run([venv / "bin" / "compress", "prune", "--model", "toy", "--ratio", "0.3", "--out", out,
-                   "--no-progress"], elsewhere, env)
+    result = _run([venv / "bin" / "compress", "prune", "--model", "toy", "--ratio", "0.3",
+                   "--granularity", "block", "--out", out, "--no-progress"], elsewhere, env)
     assert (out / "prune_report.json").is_file(), result.stdout + result.stderr
     assert "warn" not in result.stderr.lower(), result.stderr  # the main job prints no dependency warning
 
