@@ -16,7 +16,15 @@ from compress.models.registry import check_model_ref
 from compress.models.toy import NUM_CLASSES
 from compress.models.units import GRANULARITIES
 from compress.prune.presets import PRESETS
-from compress.prune.settings import BUDGETS, COMBINES, SCORE_MODES, LatencySettings, ScoreSettings, check_prune
+from compress.prune.settings import (
+    BUDGETS,
+    COMBINES,
+    SCORE_MODES,
+    WIDTH_IMPORTANCES,
+    LatencySettings,
+    ScoreSettings,
+    check_prune,
+)
 from compress.recover.settings import RecoverSettings, check_recover
 from compress.runs import MIXED_PRECISION
 from compress.sr.cli import sr
@@ -82,6 +90,12 @@ def models_cmd() -> None:
                    "`block`: single blocks and pairs too, saved with a plan that compress.load_unet applies.")
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default=None,
               help="Build BK-SDM's architecture exactly instead of scoring.")
+@click.option("--width", type=float, default=None,
+              help="Narrow every stage by this share of its channels (rounded to multiples of the norm groups and "
+                   "heads), saved as a stock diffusers UNet. With --ratio, blocks are then removed until RATIO of "
+                   "the budget is gone in all.")
+@click.option("--width-importance", type=click.Choice(WIDTH_IMPORTANCES), default="magnitude", show_default=True,
+              help="Which channels --width keeps: `magnitude` (Torch-Pruning's group L2 magnitude) or `random`.")
 @click.option("--score-mode", type=click.Choice(SCORE_MODES), default="step", show_default=True,
               help="`step`: one denoiser call per cached timestep (cheap). `trajectory`: final latents of a "
                    "full short sampling run per candidate (faithful, slower).")
@@ -100,8 +114,9 @@ def models_cmd() -> None:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @user_errors
 def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_table, latency_size, latency_batch,
-              threads, latency_margin, verify_latency, granularity, preset, score_mode, combine, calib_samples,
-              calib_steps, calib_resolution, guidance, max_overshoot, seed, out, overwrite, no_progress) -> None:
+              threads, latency_margin, verify_latency, granularity, preset, width, width_importance, score_mode,
+              combine, calib_samples, calib_steps, calib_resolution, guidance, max_overshoot, seed, out, overwrite,
+              no_progress) -> None:
     """Score every removable unit of a UNet and remove the least important ones until RATIO of the budget is gone.
 
     \b
@@ -115,6 +130,8 @@ def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_ta
       compress prune --model sd14 --ratio 0.3 --latency-table phone_table.json --out sd14-phone
       compress prune --model sd14 --ratio 0.3 --estimate a17-pro-ane --out sd14-ane
       compress prune --model sd14 --ratio 0.3 --budget params --out sd14-small
+      compress prune --model sd14 --init random --width 0.25 --out sd14-narrow
+      compress prune --model toy --width 0.2 --ratio 0.4 --granularity block --out toy-both
     """
     settings = ScoreSettings(mode=score_mode, combine=combine, samples=calib_samples, steps=calib_steps,
                              resolution=calib_resolution, guidance=guidance, seed=seed)
@@ -123,14 +140,21 @@ def prune_cmd(model, weights, init, ratio, budget, backend, estimate, latency_ta
                               margin=latency_margin)
     check_model_ref(model)
     check_prune(out, ratio=ratio, preset=preset, budget=budget, granularity=granularity, score=settings,
-                latency=latency, max_overshoot=max_overshoot, overwrite=overwrite)  # before torch is imported
+                latency=latency, max_overshoot=max_overshoot, overwrite=overwrite, width=width,
+                width_importance=width_importance)  # before torch is imported
     from compress.prune import prune
 
     report = prune(model, out, ratio=ratio, budget=budget, granularity=granularity, preset=preset, weights=weights,
-                   init=init, score=settings, latency=latency, max_overshoot=max_overshoot, overwrite=overwrite,
-                   progress=not no_progress)
+                   init=init, score=settings, latency=latency, max_overshoot=max_overshoot, width=width,
+                   width_importance=width_importance, overwrite=overwrite, progress=not no_progress)
     click.echo(report.summary)
-    click.echo(f"removed {', '.join(report.removed)}")
+    if report.width.get("latency_after_ms") is not None:
+        w = report.width
+        low, high = w["latency_saving_interval"]
+        click.echo(f"narrowing measured on {w['backend']}: {w['latency_before_ms']:.1f} ms -> "
+                   f"{w['latency_after_ms']:.1f} ms, {w['latency_saving_measured']:.1%} saved (paired median; "
+                   f"95% interval {low:.1%} to {high:.1%})")
+    click.echo(f"removed {', '.join(report.removed) or 'no blocks'}")
     click.echo(f"params {report.params_before:,} -> {report.params_after:,} "
                f"({report.params_removed_share:.1%} removed); "
                f"MACs (conv + linear + attention) {(report.macs_before + report.attention_macs_before) / 1e9:.2f} G"

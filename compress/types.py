@@ -119,6 +119,9 @@ class PruneReport(Record):
     latency_margin: float | None = None  # a latency plan aimed at ratio x (1 + margin) predicted
     latency_saving_measured: float | None = None
     latency_prediction_error: float | None = None  # (predicted - measured saving) / measured saving
+    # --width: `compress.prune.width.WidthPlan.to_dict()` (ratio, importance, widths, kept stage-output
+    # channels) plus, when timed, the unnarrowed and narrowed UNets' latency measured interleaved
+    width: dict[str, Any] = field(default_factory=dict)
 
     @property
     def params_removed_share(self) -> float:

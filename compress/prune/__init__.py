@@ -1,4 +1,4 @@
-"""Block-importance pruning of diffusers UNets (LD-Pruner scores, BK-SDM-style surgery)."""
+"""Block-importance pruning of diffusers UNets (LD-Pruner scores, BK-SDM-style surgery) and width pruning."""
 
 from compress.lazy import lazy_exports
 
@@ -13,6 +13,7 @@ _EXPORTS = {
     "enumerate_units": "compress.models.units",
     "find_units": "compress.models.units",
     "measure": "compress.prune.cost",
+    "narrow": "compress.prune.width",
     "prune": "compress.prune.pipeline",
     "pruned_config": "compress.prune.rewrite",
     "removed_units": "compress.models.surgery",

@@ -22,7 +22,7 @@ def _latency_lines(report: PruneReport) -> list[str]:
              f"latent, batch {report.latency_batch}: predicted {report.latency_table_before_ms:.1f} ms -> "
              f"{report.latency_predicted_after_ms:.1f} ms (saving {report.latency_saving_predicted:.1%})"]
     if report.latency_margin:
-        aim = report.ratio_requested * (1 + report.latency_margin)
+        aim = report.width.get("block_ratio", report.ratio_requested) * (1 + report.latency_margin)
         lines.append(f"- the plan aimed at a predicted saving of {aim:.1%} (ratio x {1 + report.latency_margin:g}, "
                      "--latency-margin) where a removal set reaches it, so "
                      "that an optimistic prediction still delivers the ratio")
@@ -34,6 +34,26 @@ def _latency_lines(report: PruneReport) -> list[str]:
                      f"pruned timed interleaved: {report.latency_before_ms:.1f} ms -> {report.latency_after_ms:.1f} ms "
                      f"(saving {report.latency_saving_measured:.1%}, {speedup:.2f}x); the prediction was off by "
                      f"{report.latency_prediction_error:+.1%} of the measured saving")
+    return lines
+
+
+def _width_lines(report: PruneReport) -> list[str]:
+    w = report.width
+    if not w:
+        return []
+    lines = [f"- width: --width {w['ratio']} narrowed block_out_channels {w['widths_before']} -> {w['widths_after']}"
+             f", channels chosen by {w['importance']} importance; that alone removed {w['params_saving']:.1%} of "
+             f"params and {w['macs_saving']:.1%} of MACs (incl. attention)"]
+    if "latency_saving_measured" in w:
+        low, high = w["latency_saving_interval"]
+        lines.append(f"- narrowing timed against the original on {w['backend']} ({w['threads']} threads, "
+                     f"{w['host']}, {w['latency_resolution']}x{w['latency_resolution']} latent, batch "
+                     f"{w['latency_batch']}): {w['latency_before_ms']:.1f} ms -> {w['latency_after_ms']:.1f} ms, "
+                     f"saving {w['latency_saving_measured']:.1%} (95% interval {low:.1%} to {high:.1%})")
+    if "block_ratio" in w:
+        lines.append(f"- blocks then removed from the narrowed UNet: a share {w['block_ratio']} of it, so that "
+                     f"{report.ratio_requested} of the original's {report.budget} is gone in all"
+                     if w["block_ratio"] else "- narrowing alone reached the ratio: no blocks removed")
     return lines
 
 
@@ -51,7 +71,8 @@ def write_markdown(report: PruneReport, path: Path) -> None:
         f"- MACs at {report.macs_resolution}x{report.macs_resolution}: {_g(report.macs_before)} -> "
         f"{_g(report.macs_after)} (removed {report.macs_removed_share:.1%}); attention matmuls "
         f"{_g(report.attention_macs_before)} -> {_g(report.attention_macs_after)}",
-        f"- removed: {', '.join(report.removed) or 'nothing'}",
+        f"- removed: {', '.join(report.removed) or 'no blocks'}",
+        *_width_lines(report),
         f"- seed {report.seed}; {report.seconds:.0f} s",
         *_latency_lines(report),
         "",

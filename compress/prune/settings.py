@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 BUDGETS = ("latency", "macs", "params")
 SCORE_MODES = ("step", "trajectory")
 COMBINES = ("sum", "mean", "std", "product")
+WIDTH_IMPORTANCES = ("magnitude", "random")  # see compress.prune.width
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,20 @@ class LatencySettings:
 
 
 def check_prune(out: str | os.PathLike, *, ratio: float | None, preset: str | None, budget: str, granularity: str,
-                score: ScoreSettings, latency: LatencySettings, max_overshoot: float, overwrite: bool) -> None:
+                score: ScoreSettings, latency: LatencySettings, max_overshoot: float, overwrite: bool,
+                width: float | None = None, width_importance: str = "magnitude") -> None:
     """Every check of a prune request that needs no model; `prune()` and the CLI both run it first."""
+    if width is not None:
+        if not 0.0 < width < 1.0:
+            raise CompressError(f"--width must be strictly between 0 and 1, got {width}")
+        if preset is not None:
+            raise CompressError("--preset builds BK-SDM's architecture at full width; give --width or --preset")
+        if budget == "latency" and (latency.estimate or latency.table):
+            raise CompressError("--width is timed on a local backend; --estimate and --latency-table describe "
+                                "the unnarrowed UNet (use --budget macs or params for a target you cannot run)")
+    if width_importance not in WIDTH_IMPORTANCES:
+        raise CompressError(f"--width-importance must be one of {', '.join(WIDTH_IMPORTANCES)}, "
+                            f"not {width_importance!r}")
     if budget not in BUDGETS:
         raise CompressError(f"--budget must be one of {', '.join(BUDGETS)}, not {budget!r}")
     if granularity not in GRANULARITIES:
@@ -115,8 +128,8 @@ def check_prune(out: str | os.PathLike, *, ratio: float | None, preset: str | No
         preset_units(preset)
         if granularity != "diffusers":
             raise CompressError("--preset builds stock diffusers configs; it needs --granularity diffusers")
-    elif ratio is None:
-        raise CompressError("give --ratio (a share in (0, 1)) or --preset")
-    elif not 0.0 < ratio < 1.0:
+    elif ratio is None and width is None:
+        raise CompressError("give --ratio (a share in (0, 1)), --width or --preset")
+    elif ratio is not None and not 0.0 < ratio < 1.0:
         raise CompressError(f"--ratio must be strictly between 0 and 1, got {ratio}")
     check_new_folder(out, overwrite)

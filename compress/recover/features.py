@@ -5,7 +5,8 @@ their index unless the innermost stage was removed, in which case the student's 
 is the teacher's up block j + 1, the teacher's innermost down block has no partner, and the
 down block before it is not matched either (the student's has no downsampler, so its output
 is at twice the resolution). The mid block is matched when the student kept it and runs at
-the teacher's resolution (not after a stage removal).
+the teacher's resolution (not after a stage removal). A width-pruned student's stage output holds
+the teacher's channels the prune kept (recorded in the report), so it is matched to those.
 """
 
 from __future__ import annotations
@@ -26,11 +27,24 @@ class FeaturePair:
     name: str
     teacher: str  # module path in the teacher UNet
     student: str  # module path in the student UNet
+    channels: tuple[int, ...] | None = None  # the teacher's channels the student's stage kept (width pruning)
+
+    def teacher_feature(self, feature: torch.Tensor) -> torch.Tensor:
+        return feature if self.channels is None else feature[:, list(self.channels)]
 
 
 def feature_pairs(
-    removed: list[str], teacher: UNet2DConditionModel, student: UNet2DConditionModel
+    removed: list[str], teacher: UNet2DConditionModel, student: UNet2DConditionModel,
+    kept_channels: dict[str, list[int]] | None = None,
 ) -> list[FeaturePair]:
+    pairs = _stage_pairs(removed, teacher, student)
+    kept = kept_channels or {}
+    return [FeaturePair(p.name, p.teacher, p.student, tuple(kept[p.teacher]) if p.teacher in kept else None)
+            for p in pairs]
+
+
+def _stage_pairs(removed: list[str], teacher: UNet2DConditionModel,
+                 student: UNet2DConditionModel) -> list[FeaturePair]:
     stage_dropped = any(name.startswith("stage.") for name in removed)
     pairs = []
     for i in range(len(student.down_blocks)):

@@ -85,7 +85,7 @@ def recover(
     unet_s, unet_t = student_model.unet.train(), teacher_model.unet.eval().requires_grad_(False)
     if s.gradient_checkpointing:
         unet_s.enable_gradient_checkpointing()
-    pairs = feature_pairs(report.removed, unet_t, unet_s)
+    pairs = feature_pairs(report.removed, unet_t, unet_s, report.width.get("stage_output_channels"))
     optimizer = torch.optim.AdamW(unet_s.parameters(), lr=s.lr)
     unet_s, optimizer = run.prepare(unet_s, optimizer)
     unet_t.to(run.device)
@@ -108,7 +108,8 @@ def recover(
                     eps_s = unet_s(xt, t, cond).sample
                 loss_task = F.mse_loss(eps_s.float(), noise)
                 loss_out = F.mse_loss(eps_s.float(), eps_t.float())
-                loss_feat = sum(_feature_loss(feats_s[p.student].float(), feats_t[p.teacher].float(), s.feat_norm)
+                loss_feat = sum(_feature_loss(feats_s[p.student].float(), p.teacher_feature(feats_t[p.teacher]).float(),
+                                              s.feat_norm)
                                 for p in pairs) if pairs else torch.zeros(())
                 loss = s.task * loss_task + s.kd_out * loss_out + s.kd_feat * loss_feat
                 accelerator.backward(loss)
