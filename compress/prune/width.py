@@ -11,9 +11,10 @@ A stock config gives every space of stage s the width `block_out_channels[s]`, s
 stage's ratio. Which channels survive is chosen per space by an importance (the criterion is separate from
 the removal, as in Torch-Pruning):
 
-- `magnitude`: Torch-Pruning's `GroupMagnitudeImportance` (p=2, mean normaliser, mean group reduction): for
-  each parameter slice that reads or writes the space, the squared L2 norm of each channel's slice divided by
-  its mean over channels, averaged over the slices.
+- `magnitude`: Torch-Pruning's `GroupMagnitudeImportance` (p=2, mean group reduction): for each parameter
+  slice that reads or writes the space, the squared L2 norm of each channel's part, averaged over the slices.
+  (Normalising each slice before averaging, which weighs a norm's affine like a conv, chose worse on the toy:
+  eps error 0.368 against 0.325 before recovery.)
 - `random`: a seeded random choice, the baseline the magnitude choice is measured against.
 
 Channels are kept in equal numbers from each norm group (so a new group holds the survivors of one old
@@ -269,12 +270,12 @@ class ChannelSpaces:
 
 def _magnitude(space: Space, members: list[tuple[str, int, int]],
                params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Torch-Pruning's group magnitude: per slice, each channel's squared L2 over its mean; averaged over slices."""
+    """Torch-Pruning's group magnitude: each channel's squared L2 in every slice, averaged over the slices (its
+    normaliser then divides by a constant, which changes no ranking)."""
     scores = []
     for name, dim, offset in members:
         channels = params[name].detach().float().narrow(dim, offset, space.size).transpose(0, dim)
-        local = channels.reshape(space.size, -1).pow(2).sum(1)
-        scores.append(local / local.mean().clamp_min(1e-12))
+        scores.append(channels.reshape(space.size, -1).pow(2).sum(1))
     return torch.stack(scores).mean(0)
 
 
