@@ -161,3 +161,25 @@ def test_core_ml_package_is_walked_and_checked_for_the_neural_engine(tmp_path):
     by_check = {f["check"]: f["severity"] for f in report.findings}
     assert by_check["dilated convolutions"] == "blocker" and by_check["precision"] == "ok"
     assert by_check["package size"] == "ok"
+
+
+def test_npu_check_agrees_with_onnxruntimes_mobile_checker_on_omitted_inputs(tmp_path):
+    """ORT's usability checker counts a node with an omitted optional input (Resize's roi, as torch exports an
+    upsample) as one "with a dynamic input shape"; every real shape is static, and npu-check says both."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnxruntime.tools.mobile_helpers.usability_checker import check_nnapi_partitions
+    from onnxruntime.tools.onnx_model_utils import ModelProtoWithShapeInfo
+
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["x", "", "scales"], ["up"], mode="nearest"),
+         helper.make_node("Relu", ["up"], ["y"])], "upsample",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 16, 16])], [scales])
+    path = tmp_path / "upsample.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    ort = check_nnapi_partitions(ModelProtoWithShapeInfo(path).model_with_shape_info, True)
+    assert ort.nodes_unsupported_due_to_dynamic_input == 1
+    shapes = {f["check"]: f for f in npu_check(path, "qnn").findings}["static shapes"]
+    assert shapes["severity"] == "ok" and "1 Resize op(s) leave an optional input out" in shapes["detail"]

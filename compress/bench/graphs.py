@@ -50,7 +50,9 @@ class OpCost:
     weights: int = 0  # elements of constant inputs
     rank: int = 0  # the highest rank among its inputs and outputs
     dtype: str = ""  # its first output's dtype: what it computes in
-    flags: frozenset[str] = frozenset()  # "dilated" (a dilated convolution), "dynamic" (a shape is not static)
+    # "dilated" (a dilated convolution), "dynamic" (a shape is not static), "omitted-input" (ONNX: an optional
+    # input left out)
+    flags: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -210,6 +212,8 @@ def onnx_graph(path: str | Path) -> Graph:
         flags = {"dilated"} if dilated else set()
         if any(shape is None or any(d < 0 for d in shape) for shape in tensors):
             flags.add("dynamic")
+        if "" in node.input:  # an optional input left out (Resize's roi): no tensor, so no shape
+            flags.add("omitted-input")
         ops.append(OpCost(
             type=node.op_type, flops=_onnx_flops(node, shapes),
             read=sum(_numel(shapes.get(name, ())) for name in node.input if name),
