@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from diffusers import UNet2DConditionModel
 
+from compress.bench.backends import Backend
 from compress.bench.host import cpu_name
 from compress.bench.runner import bench
 from compress.errors import CompressError
@@ -20,7 +23,7 @@ from compress.models.pruned import save_like
 from compress.models.resolve import load_diffusion_model
 from compress.models.surgery import removed_units
 from compress.models.units import enumerate_units, find_units
-from compress.prune.cost import LeafCosts
+from compress.prune.cost import LeafCosts, UNetCost
 from compress.prune.latency import (
     LatencyModel,
     LatencyTable,
@@ -73,16 +76,24 @@ def _latency_model(unet: UNet2DConditionModel, units: list[Unit], granularity: s
     return LatencyModel(build_table(unet, units, granularity, costs, key, tokens, progress), costs), None
 
 
-def _time_pair(unet: UNet2DConditionModel, pruned: UNet2DConditionModel, backend_name: str, size: int, batch: int,
-               tokens: int, threads: int) -> tuple[float, float]:
-    """Median ms of the original and the pruned UNet, timed interleaved (rounds alternate) on a backend."""
+@contextlib.contextmanager
+def _exported_pair(unet: UNet2DConditionModel, pruned: UNet2DConditionModel, backend: Backend, size: int,
+                   batch: int, tokens: int) -> Iterator[list]:
+    """The original and the pruned UNet exported in the backend's format, as timing targets (weights released)."""
     from exporters.config import UNetExportConfig
 
-    backend = usable_backend(backend_name)
     configs = [UNetExportConfig(module, name, batch, size, size, tokens)
                for module, name in ((unet, "original"), (pruned, "pruned"))]
     with (tempfile.TemporaryDirectory(prefix="compress-verify-") as tmp, torch.no_grad(),
           exported_for_timing(configs, backend.formats[0], Path(tmp), release=(unet, pruned)) as targets):
+        yield targets
+
+
+def _time_pair(unet: UNet2DConditionModel, pruned: UNet2DConditionModel, backend_name: str, size: int, batch: int,
+               tokens: int, threads: int) -> tuple[float, float]:
+    """Median ms of the original and the pruned UNet, timed interleaved (rounds alternate) on a backend."""
+    backend = usable_backend(backend_name)
+    with _exported_pair(unet, pruned, backend, size, batch, tokens) as targets:
         results = bench(targets, [backend.name], warmup=1, runs=VERIFY_RUNS, threads=threads, repeat=VERIFY_ROUNDS,
                         strict=True)
     return results[0].p50_ms, results[1].p50_ms
@@ -113,24 +124,20 @@ def _summary(budget: str, preset: str | None, table: LatencyTable | None, width:
     return f"{what}; latency {table.label}"
 
 
-def _width_step(original: UNet2DConditionModel, narrowed: UNet2DConditionModel, budget: str,
-                latency: LatencySettings, resolution: int, tokens: int) -> tuple[dict, float]:
+def _width_step(original_cost: UNetCost, narrowed: UNet2DConditionModel, original: UNet2DConditionModel,
+                budget: str, latency: LatencySettings, resolution: int, tokens: int) -> tuple[dict, float]:
     """What narrowing saved of the budget. With a latency budget (or --verify-latency) both UNets are timed
     against each other by `compress.bench.compare` (interleaved ABBA blocks, 95% interval over rounds), so a
     width choice has a measured latency like a removed block."""
     from compress.bench.compare import compare
-    from exporters.config import UNetExportConfig
 
-    costs = [LeafCosts(m, [], resolution, tokens).cost([]) for m in (original, narrowed)]
-    record = {"params_saving": round(1 - costs[1].params / costs[0].params, 4),
-              "macs_saving": round(1 - costs[1].total_macs / costs[0].total_macs, 4)}
+    narrowed_cost = LeafCosts(narrowed, [], resolution, tokens).cost([])
+    record = {"params_saving": round(1 - narrowed_cost.params / original_cost.params, 4),
+              "macs_saving": round(1 - narrowed_cost.total_macs / original_cost.total_macs, 4)}
     if budget == "latency" or latency.verify:
         backend = usable_backend(latency.backend or default_backend())
         size, threads = latency.resolution or resolution, latency.threads or torch.get_num_threads()
-        configs = [UNetExportConfig(m, name, latency.batch, size, size, tokens)
-                   for m, name in ((original, "original"), (narrowed, "narrowed"))]
-        with (tempfile.TemporaryDirectory(prefix="compress-width-") as tmp, torch.no_grad(),
-              exported_for_timing(configs, backend.formats[0], Path(tmp), release=(original, narrowed)) as targets):
+        with _exported_pair(original, narrowed, backend, size, latency.batch, tokens) as targets:
             timed = compare(targets[1], targets[0], backend, threads=threads, **WIDTH_TIMING)
         record.update(backend=backend.name, threads=threads, host=cpu_name(), latency_resolution=size,
                       latency_batch=latency.batch, latency_before_ms=round(timed.baseline_p50_ms, 3),
@@ -182,10 +189,11 @@ def prune(
     settings = score.resolved(loaded)
     resolution, tokens = loaded.unet.config.sample_size, text_tokens(loaded)
     original, width_record = loaded.unet, {}
+    before = LeafCosts(original, [], resolution, tokens).cost([])
     if width is not None:
         narrowed, width_plan = narrow(original, width, width_importance, seed=score.seed,
                                       timesteps=loaded.scheduler_config.get("num_train_timesteps", 1000))
-        width_record, width_saving = _width_step(original, narrowed, budget, latency, resolution, tokens)
+        width_record, width_saving = _width_step(before, narrowed, original, budget, latency, resolution, tokens)
         width_record = {**width_plan.to_dict(), **width_record}
         loaded.unet = narrowed
         if ratio is not None:  # the share of the narrowed UNet that blocks must remove for `ratio` in all
@@ -195,7 +203,7 @@ def prune(
     blocks = ratio is not None or preset is not None
     units = enumerate_units(unet, granularity) if blocks else []
     counted = LeafCosts(unet, units, resolution, tokens)
-    units, before = counted.costed(units), LeafCosts(original, [], resolution, tokens).cost([])
+    units = counted.costed(units)
     speed, table_source = None, None
     if blocks and _wants_latency(budget, latency):
         speed, table_source = _latency_model(unet, units, granularity, latency, tokens, counted, progress)

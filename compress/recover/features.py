@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers import UNet2DConditionModel
@@ -37,14 +37,6 @@ def feature_pairs(
     removed: list[str], teacher: UNet2DConditionModel, student: UNet2DConditionModel,
     kept_channels: dict[str, list[int]] | None = None,
 ) -> list[FeaturePair]:
-    pairs = _stage_pairs(removed, teacher, student)
-    kept = kept_channels or {}
-    return [FeaturePair(p.name, p.teacher, p.student, tuple(kept[p.teacher]) if p.teacher in kept else None)
-            for p in pairs]
-
-
-def _stage_pairs(removed: list[str], teacher: UNet2DConditionModel,
-                 student: UNet2DConditionModel) -> list[FeaturePair]:
     stage_dropped = any(name.startswith("stage.") for name in removed)
     pairs = []
     for i in range(len(student.down_blocks)):
@@ -56,7 +48,8 @@ def _stage_pairs(removed: list[str], teacher: UNet2DConditionModel,
     shift = 1 if stage_dropped else 0
     for j in range(len(student.up_blocks)):
         pairs.append(FeaturePair(f"up.{j}", f"up_blocks.{j + shift}", f"up_blocks.{j}"))
-    return pairs
+    kept = kept_channels or {}
+    return [replace(p, channels=tuple(kept[p.teacher])) if p.teacher in kept else p for p in pairs]
 
 
 @contextlib.contextmanager
