@@ -9,6 +9,10 @@ import torch
 from diffusers import UNet2DConditionModel
 from PIL import Image
 
+# SD-v1.4's scheduler_config.json (PNDM, scaled-linear betas).
+SD_SCHEDULER = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
+                "set_alpha_to_one": False, "steps_offset": 1, "clip_sample": False}
+
 TINY_SD_CONFIG = {
     "sample_size": 16,
     "in_channels": 4,
@@ -48,20 +52,29 @@ def tiny_tokenizer(folder):
 
 
 def tiny_sd_pipeline(root):
-    """A small SD-topology pipeline folder: random UNet, VAE and CLIP text encoder, real formats."""
-    from diffusers import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel
+    """A small SD-v1.4-topology pipeline folder, saved by diffusers' own `StableDiffusionPipeline.save_pretrained`
+    (model_index.json, unet, vae, CLIP text encoder, tokenizer, PNDM scheduler as SD-v1.4 ships it): random weights,
+    real formats."""
+    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    make_tiny_unet().save_pretrained(root / "unet")
     torch.manual_seed(0)
-    AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
-                  sample_size=32).save_pretrained(root / "vae")
+    vae = AutoencoderKL(block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, latent_channels=4, norm_num_groups=4,
+                        sample_size=32)
     config = CLIPTextConfig(hidden_size=TINY_SD_CONFIG["cross_attention_dim"], intermediate_size=32,
                             num_attention_heads=2, num_hidden_layers=1, vocab_size=60, max_position_embeddings=77,
                             bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    CLIPTextModel(config).save_pretrained(root / "text_encoder")
-    tiny_tokenizer(root / "tokenizer")
+    text_encoder = CLIPTextModel(config).eval()
+    tiny_tokenizer(root / "tokenizer_source")
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer_source")
+    scheduler = PNDMScheduler.from_config({**SD_SCHEDULER, "skip_prk_steps": True})
+    StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=make_tiny_unet(),
+                            scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                            requires_safety_checker=False).save_pretrained(root)
+    import shutil
+
+    shutil.rmtree(root / "tokenizer_source")
     return root
 
 

@@ -8,6 +8,17 @@ or `save_unet`, and every stage reads one through `load_unet`:
     OUT/conditioner/              toy family: the class tokens, copied from the source
     OUT/scheduler/                the noise schedule (or the sampler a stage chose), copied from the source
     OUT/prune_report.json         what was removed and why: the contract between pruning and recovery
+    OUT/model_index.json          pipeline sources only (a folder with model_index.json): the source's index, with
+                                  the class of the scheduler saved in OUT/scheduler and, for a consistency student
+                                  (a UNet with `time_cond_proj_dim`), `LatentConsistencyModelPipeline` as the class
+    OUT/vae/, OUT/text_encoder/, OUT/tokenizer/, ...
+                                  pipeline sources only: every other component the index names and the source
+                                  holds (not unet, scheduler, conditioner: those are above), copied unchanged
+
+so the output of a pipeline folder is itself one: `StableDiffusionPipeline.from_pretrained(OUT)` (or
+`LatentConsistencyModelPipeline` for `compress distill`'s) loads it; a block-granularity one is complete too,
+but stock diffusers refuses its UNet (below). Components are copied, never hard-linked: a later
+`save_pretrained` into OUT rewrites files in place, which through a hard link would change the source.
 
 A block-granularity UNet has the original architecture's config but not all of its weights, so stock
 diffusers must not load it: its config names the class `BlockPrunedUNet2DConditionModel` and carries a
@@ -38,6 +49,9 @@ WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 BLOCK_CLASS_NAME = "BlockPrunedUNet2DConditionModel"
 STOCK_REFUSAL = f"{BLOCK_CLASS_NAME} (a block-pruned UNet: load this folder with compress.load_unet)"
 _TRUE_TIME_EMBEDDING = "_compress_time_embedding_type"
+PIPELINE_INDEX = "model_index.json"
+CONSISTENCY_PIPELINE = "LatentConsistencyModelPipeline"
+_OWN_COMPONENTS = ("unet", "scheduler", "conditioner")  # what save_like writes (or copies) itself
 
 
 def unet_folder(path: str | os.PathLike) -> Path:
@@ -128,7 +142,8 @@ def save_like(unet: UNet2DConditionModel, out: Path, source_dir: Path | None, *,
     """Write `out/unet` in the format of the model in `source_dir`, with its conditioner, scheduler and report.
 
     The block plan is `plan` or the source's; `scheduler` (a diffusers scheduler) and `conditioner` replace the
-    source's copies; `report` replaces its `prune_report.json`. The UNet folder is replaced atomically.
+    source's copies; `report` replaces its `prune_report.json`. The UNet folder is replaced atomically. When the
+    source is a pipeline folder, `out` becomes one too: its other components and a `model_index.json`.
     """
     plan = plan or (read_plan(source_dir) if source_dir is not None else None)
     with atomic_output_dir(out / "unet", overwrite=True) as tmp:
@@ -138,9 +153,41 @@ def save_like(unet: UNet2DConditionModel, out: Path, source_dir: Path | None, *,
             scheduler.save_pretrained(tmp)
     if conditioner is not None:
         conditioner.save(out / "conditioner")
-    for sub in ("conditioner", "scheduler"):
-        if source_dir is not None and (source_dir / sub).is_dir() and not (out / sub).exists():
-            shutil.copytree(source_dir / sub, out / sub)
+    if source_dir is not None:
+        for sub in ("conditioner", "scheduler"):
+            _copy_component(source_dir, out, sub)
+        if (source_dir / PIPELINE_INDEX).is_file():
+            _complete_pipeline(unet, out, source_dir)
     report = report or (read_prune_report(source_dir) if source_dir is not None else None)
     if report is not None:
         write_json(out / REPORT_FILE, report.to_dict())
+
+
+def _copy_component(source_dir: Path, out: Path, name: str) -> None:
+    """Copy `source_dir/name` to `out/name` (whole or not at all) unless `out` has one or the source has none.
+
+    A real copy, never a hard link (see the module docstring); a symlinked file (a hub cache snapshot) is copied
+    as the file it points to.
+    """
+    if (source_dir / name).is_dir() and not (out / name).exists():
+        with atomic_output_dir(out / name) as tmp:
+            shutil.copytree(source_dir / name, tmp, dirs_exist_ok=True)
+
+
+def _complete_pipeline(unet: UNet2DConditionModel, out: Path, source_dir: Path) -> None:
+    """Copy the source pipeline's other components into `out` and write the index that names what `out` holds."""
+    index = read_json(source_dir / PIPELINE_INDEX)
+    if not isinstance(index, dict):
+        raise CompressError(f"{source_dir / PIPELINE_INDEX} is not a diffusers pipeline index")
+    for name, entry in index.items():
+        if name.startswith("_") or name in _OWN_COMPONENTS or not isinstance(entry, list) or None in entry:
+            continue  # a config attribute, a component save_like writes itself, or one the pipeline lacks
+        _copy_component(source_dir, out, name)
+    index["unet"] = ["diffusers", "UNet2DConditionModel"]
+    scheduler_config = out / "scheduler" / "scheduler_config.json"
+    saved = read_json(scheduler_config).get("_class_name") if scheduler_config.is_file() else None
+    if saved:
+        index["scheduler"] = ["diffusers", saved]
+    if unet.config.get("time_cond_proj_dim"):
+        index["_class_name"] = CONSISTENCY_PIPELINE  # it feeds the guidance embedding a consistency student needs
+    write_json(out / PIPELINE_INDEX, index)
