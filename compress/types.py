@@ -213,6 +213,34 @@ class ExportArtifact(Record):
 
 
 @dataclass
+class PipelineExport(Record):
+    """What `compress export PIPELINE_DIR` wrote, saved as `export_report.json` in the output folder.
+
+    `components` maps text_encoder, unet, vae_decoder and vae_encoder to their `ExportArtifact` dicts (files
+    relative to `directory`); `precision` says which ran in fp16; `checks` are the end-to-end image checks (same
+    keys as `ExportArtifact.checks`); `validated` is True, False, "structural-only" (Core ML off macOS) or None.
+    """
+
+    format: str
+    source: str  # the pipeline folder as given
+    directory: str
+    fp16: bool
+    precision: dict[str, str]
+    pipeline_class: str  # model_index.json's _class_name: the pipeline the folder loads as
+    components: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # tokenizer, scheduler, index (or Apple's vocabulary files)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    validated: bool | str | None = None
+    report: str = "export_report.json"
+
+    def failed_checks(self) -> list[tuple[str, dict[str, Any]]]:
+        """(component or "pipeline", check) for every check that failed."""
+        failed = [(name, c) for name, artifact in self.components.items() for c in artifact.get("checks", [])
+                  if c["passed"] is False]
+        return failed + [("pipeline", c) for c in self.checks if c["passed"] is False]
+
+
+@dataclass
 class BenchResult(Record):
     """One model on one backend (`compress bench`): latency statistics in milliseconds, or a roofline estimate.
 

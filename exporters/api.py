@@ -14,7 +14,7 @@ from compress.errors import CompressError
 from compress.io import atomic_output_dir, check_new_folder, write_json
 from compress.types import ExportArtifact
 from exporters import coreml, onnx, openvino
-from exporters.config import ExportConfig, load_export_config
+from exporters.config import ExportConfig, TensorSpec, load_export_config
 from exporters.formats import DEFAULT_FP16, FORMAT_OPTIONS, MIN_OPSET, check_export_options
 from exporters.utils import describe_exception, path_size, peak_memory_mb, status
 from exporters.validate import REPORT_FILE, ValidationError, make_check, run_checks
@@ -28,7 +28,7 @@ def _weights(fp16: bool, options: dict[str, Any]) -> str:
     return "fp16" if fp16 else "fp32"
 
 
-def _write(format: str, config: ExportConfig, directory: Path, fp16: bool, seed: int, options: dict[str, Any]
+def write_format(format: str, config: ExportConfig, directory: Path, fp16: bool, seed: int, options: dict[str, Any]
            ) -> list[str]:
     """Run the format's exporter; a converter's own failure becomes one CompressError line (cause chained)."""
     try:
@@ -59,7 +59,32 @@ def write_model_files(config: ExportConfig, format: str, directory: Path, seed: 
     """Only the model files of `format` with its default options, unvalidated (what a latency table times)."""
     options = {name: value for defaults in FORMAT_OPTIONS.values() for name, value in defaults.items()}
     check_export_options(format, options)
-    return _write(format, config, directory, DEFAULT_FP16[format] if fp16 is None else fp16, seed, options)
+    return write_format(format, config, directory, DEFAULT_FP16[format] if fp16 is None else fp16, seed, options)
+
+
+def _io_dtype(spec: TensorSpec, format: str, fp16: bool) -> str:
+    """What the runtime's port takes: integers stay integers; an fp16 ONNX graph has fp16 float I/O."""
+    if not spec.dtype.is_floating_point:
+        return str(spec.dtype).removeprefix("torch.")
+    return "float16" if fp16 and format == "onnx" else "float32"
+
+
+def describe_export(format: str, config: ExportConfig, directory: Path, files: list[str], fp16: bool,
+                    options: dict[str, Any], export_seconds: float, peak: float, init: str = "pretrained",
+                    seed: int = 0) -> ExportArtifact:
+    """The `ExportArtifact` of `config`'s files written in `directory` (not yet validated)."""
+    sizes = {name: path_size(directory / name) for name in files}
+    return ExportArtifact(
+        format=format, model=config.name, family=config.family, directory=str(directory.resolve()), path=files[0],
+        files=files, input_names=[s.name for s in config.inputs],
+        input_shapes=[s.signature_shape for s in config.inputs],
+        input_dtypes=[_io_dtype(s, format, fp16) for s in config.inputs],
+        output_names=[s.name for s in config.outputs], output_shapes=[s.signature_shape for s in config.outputs],
+        output_dtypes=[_io_dtype(s, format, fp16) for s in config.outputs], fp16=fp16,
+        weights=_weights(fp16, options), options=_format_options(format, files, options), file_sizes=sizes,
+        total_bytes=sum(sizes.values()), export_seconds=export_seconds, peak_memory_mb=peak, init=init, seed=seed,
+        model_info=config.describe(),
+    )
 
 
 def _format_options(format: str, files: list[str], options: dict[str, Any]) -> dict[str, Any]:
@@ -118,21 +143,12 @@ def export(
     status(f"exporting {config.name} ({config.family}) to {format}: {shapes}")
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         started = time.time()
-        files = _write(format, config, tmp, fp16, seed, options)
+        files = write_format(format, config, tmp, fp16, seed, options)
         export_seconds = round(time.time() - started, 2)
         peak = peak_memory_mb()
         files += config.write_extras(format, tmp)
-        io_dtype = "float16" if fp16 and format == "onnx" else "float32"
-        sizes = {name: path_size(tmp / name) for name in files}
-        artifact = ExportArtifact(
-            format=format, model=config.name, family=config.family, directory=str(out.resolve()), path=files[0],
-            files=files, input_names=[s.name for s in config.inputs],
-            input_shapes=[list(s.shape) for s in config.inputs], input_dtypes=[io_dtype] * len(config.inputs),
-            output_names=[s.name for s in config.outputs], output_shapes=[list(s.shape) for s in config.outputs],
-            output_dtypes=[io_dtype] * len(config.outputs), fp16=fp16, weights=_weights(fp16, options),
-            options=_format_options(format, files, options), file_sizes=sizes, total_bytes=sum(sizes.values()),
-            export_seconds=export_seconds, peak_memory_mb=peak, init=init, seed=seed, model_info=config.describe(),
-        )
+        artifact = describe_export(format, config, tmp, files, fp16, options, export_seconds, peak, init, seed)
+        artifact.directory = str(out.resolve())
         if validate:
             status(f"validating {artifact.path} against torch")
             run_checks(artifact, config, tmp)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -11,7 +12,17 @@ from compress.clitools import user_errors
 from compress.io import check_new_folder
 from compress.models.registry import check_model_ref
 from compress.types import ExportArtifact
-from exporters.formats import ATTENTION_IMPLEMENTATIONS, FORMATS, MIN_OPSET, PALETTE_BITS, TARGETS, check_export_options
+from exporters.formats import (
+    ATTENTION_IMPLEMENTATIONS,
+    DEFAULT_FP16,
+    FORMATS,
+    MIN_OPSET,
+    PALETTE_BITS,
+    TARGETS,
+    check_export_options,
+)
+
+PIPELINE_INDEX = "model_index.json"  # compress.models.pruned.PIPELINE_INDEX, named here without importing torch
 
 
 def _format(value: Any) -> str:
@@ -20,13 +31,40 @@ def _format(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _summary(artifact: ExportArtifact) -> None:
+def _summary(artifact: ExportArtifact | None, checks: list[dict] | None = None, prefix: str = "") -> None:
     """One line per check on stderr: ok / FAIL / info, the value, its limit."""
-    for check in artifact.checks:
+    for check in artifact.checks if checks is None else checks:
         mark = {True: "ok  ", False: "FAIL", None: "info"}[check["passed"]]
         text = " ".join(part for part in (_format(check["value"]), check["detail"]) if part)
         limit = f" (limit {_format(check['limit'])})" if check["limit"] is not None else ""
-        click.echo(f"  {mark} {check['name']}{': ' + text if text else ''}{limit}", err=True)
+        click.echo(f"  {mark} {prefix}{check['name']}{': ' + text if text else ''}{limit}", err=True)
+
+
+def _export_pipeline(source: str, format_: str, out: str, fp16: bool | None, target: str, validate: bool,
+                     overwrite: bool, seed: int) -> None:
+    from exporters.pipeline import PipelineValidationError, export_pipeline
+    from exporters.validate import STRUCTURAL_ONLY
+
+    def summary(report) -> None:
+        for name, component in report.components.items():
+            _summary(None, component["checks"], f"{name}: ")
+        _summary(None, report.checks, "pipeline: ")
+
+    try:
+        half = DEFAULT_FP16[format_] if fp16 is None else fp16
+        report = export_pipeline(source, format_, out, fp16=half, minimum_deployment_target=target,
+                                 validate=validate, overwrite=overwrite, seed=seed)
+    except PipelineValidationError as exc:
+        summary(exc.report)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    summary(report)
+    if report.validated == STRUCTURAL_ONLY:
+        click.echo(f"  numerics not checked on this host: {format_} cannot run here, so only the structure was "
+                   "checked (validated: structural-only)", err=True)
+    size = sum(c["total_bytes"] for c in report.components.values()) / 1e6
+    click.echo(f"wrote {out} ({format_} pipeline: {', '.join(report.components)}; {size:.1f} MB; loads as "
+               f"{report.pipeline_class})")
 
 
 @click.command("export")
@@ -65,12 +103,28 @@ def _summary(artifact: ExportArtifact) -> None:
 @click.option("--no-validate", is_flag=True, help="Skip running the export against torch.")
 @click.option("--validate-only", is_flag=True,
               help="Check the existing export in --out against SOURCE again (options come from its report).")
+@click.option("--unet-only", is_flag=True,
+              help="With a pipeline folder (one holding model_index.json): export only its UNet, as before.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @user_errors
 def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16, init, seed, opset, dynamic_batch,
                int8_weights, minimum_deployment_target, attention, palettize, chunk, no_validate, validate_only,
-               overwrite) -> None:
-    """Export SOURCE (a UNet or SPAN: registry name, folder or checkpoint) to ONNX, OpenVINO or Core ML.
+               unet_only, overwrite) -> None:
+    """Export SOURCE (a UNet or SPAN: registry name, folder or checkpoint; or a whole SD pipeline folder) to ONNX,
+    OpenVINO or Core ML.
+
+    \b
+    A pipeline folder (model_index.json: what diffusers, `compress prune`, `recover` and `distill` write) exports
+    every component, with the signatures and names its consumer calls (guidance batch, dynamic shapes):
+      onnx      OUT/{text_encoder,unet,vae_decoder,vae_encoder}/model.onnx + tokenizer/ scheduler/
+                model_index.json                       optimum.onnxruntime.ORTStableDiffusionPipeline
+      openvino  the same folders, openvino_model.xml   optimum.intel.OVStableDiffusionPipeline
+      coreml    OUT/TextEncoder, Unet, VAEDecoder, VAEEncoder .mlpackage + vocab.json merges.txt (Apple's
+                Swift pipeline, after `xcrun coremlcompiler compile` on macOS)
+    --fp16 halves the text encoder and the UNet; the VAE stays fp32 (fp16 SD VAEs overflow). Each component is
+    checked against torch, then one image (fixed prompt, seed, latents, 3 steps, guidance 7.5) is generated
+    through the export and through torch: max pixel difference <= 2/255 and PSNR >= 40 dB at fp32, PSNR >= 30 dB
+    at fp16 or OpenVINO's bf16.
 
     \b
     Layouts, as the pipelines read them:
@@ -102,6 +156,18 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
         check_model_ref(source)
         check_export_options(format_, options)
         check_new_folder(out, overwrite)
+    if not unet_only and (Path(source) / PIPELINE_INDEX).is_file():
+        given = {"--batch": batch != 1, "--height": height is not None, "--width": width is not None,
+                 "--sequence-length": sequence_length is not None, "--init": init != "pretrained",
+                 "--opset": opset != MIN_OPSET, "--dynamic-batch": dynamic_batch, "--int8-weights": int8_weights,
+                 "--attention": attention != "original", "--palettize": palettize is not None, "--chunk": chunk,
+                 "--validate-only": validate_only}
+        refused = [name for name, set_ in given.items() if set_]
+        if refused:
+            raise click.UsageError(f"{', '.join(refused)} apply to single-model exports; {source} is a pipeline "
+                                   "folder (pass --unet-only to export its UNet alone)")
+        _export_pipeline(source, format_, out, fp16, minimum_deployment_target, not no_validate, overwrite, seed)
+        return
     from exporters import ValidationError, export, validate_artifact
     from exporters.validate import STRUCTURAL_ONLY
 

@@ -32,9 +32,18 @@ VALIDATION_TIMESTEPS = (999, 1)  # the first and last step of a sampling traject
 
 @dataclass(frozen=True)
 class TensorSpec:
+    """A model input or output: its traced shape, dtype, and the axes exported dynamic as (axis, name, multiple)."""
+
     name: str
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
+    dynamic: tuple[tuple[int, str, int], ...] = ()
+
+    @property
+    def signature_shape(self) -> list[int]:
+        """The shape a runtime reports: -1 on a dynamic axis."""
+        axes = {axis for axis, _, _ in self.dynamic}
+        return [-1 if i in axes else size for i, size in enumerate(self.shape)]
 
 
 class UNetModule(nn.Module):
@@ -90,9 +99,14 @@ class ExportConfig:
         generator = torch.Generator().manual_seed(seed)
         tensors = {}
         for spec in self.inputs:
-            shape = (batch or spec.shape[0], *spec.shape[1:])
-            tensors[spec.name] = self._draw(spec.name, shape, generator).to(dtype or spec.dtype)
+            shape = (batch or spec.shape[0], *spec.shape[1:]) if spec.shape else ()
+            cast = dtype if dtype is not None and spec.dtype.is_floating_point else spec.dtype
+            tensors[spec.name] = self._draw(spec.name, shape, generator).to(cast)
         return tensors
+
+    def draw_input(self, spec: TensorSpec, generator: torch.Generator) -> torch.Tensor:
+        """One seeded input of `spec`'s shape and dtype (a chunk's inputs too), from the model's input distribution."""
+        return self._draw(spec.name, spec.shape, generator).to(spec.dtype)
 
     def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
@@ -105,7 +119,21 @@ class ExportConfig:
     @torch.no_grad()
     def reference(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The torch output (fp32) that exported models are compared with."""
-        return self.module(*(tensor.float() for tensor in inputs.values()))
+        return self.module(*(t.float() if t.is_floating_point() else t for t in inputs.values()))
+
+    def dynamic_shapes(self) -> tuple[dict[int, Any], ...] | None:
+        """torch.export's `dynamic_shapes` for the inputs' dynamic axes (one `Dim` per axis name), or None."""
+        if not any(spec.dynamic for spec in self.inputs):
+            return None
+        dims: dict[str, Any] = {}
+        shapes = []
+        for spec in self.inputs:
+            axes = {}
+            for axis, name, multiple in spec.dynamic:
+                dim = dims.setdefault(name, torch.export.Dim(name))
+                axes[axis] = dim * multiple if multiple > 1 else dim
+            shapes.append(axes)
+        return tuple(shapes)
 
     def weight_bytes(self) -> int:
         return sum(p.numel() * p.element_size() for p in self.module.parameters())

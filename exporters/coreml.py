@@ -76,7 +76,7 @@ def export_coreml(config: ExportConfig, directory: Path, *, fp16: bool, target: 
         generator = torch.Generator().manual_seed(seed)
         written = []
         for module, name, inputs, outputs in _packages(config, chunk):
-            args = tuple(torch.randn(spec.shape, generator=generator) for spec in inputs)
+            args = tuple(config.draw_input(spec, generator) for spec in inputs)
             program = _aliases_as_clones(torch.export.export(module, args).run_decompositions({}))
             mlmodel = ct.convert(
                 program, convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),

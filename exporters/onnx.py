@@ -19,7 +19,7 @@ from exporters.config import ExportConfig
 
 EXTERNAL_DATA_OVER = int(0.95 * 2 * 1024**3)  # protobuf's 2 GiB file limit, less headroom for the graph itself
 EXTERNAL_DATA_SUFFIX = "_data"
-ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64"}
 
 
 def export_onnx(config: ExportConfig, directory: Path, *, fp16: bool, opset: int, dynamic_batch: bool,
@@ -29,9 +29,10 @@ def export_onnx(config: ExportConfig, directory: Path, *, fp16: bool, opset: int
 
     module = copy.deepcopy(config.module).half() if fp16 else config.module
     dtype = torch.float16 if fp16 else torch.float32
-    dynamic_shapes = None
+    dynamic_shapes = config.dynamic_shapes()  # a pipeline component declares its own dynamic axes
     batch = config.batch
-    if dynamic_batch:  # torch.export specialises a dimension traced at size 1, so trace the dynamic axis at >= 2
+    # torch.export specialises a dimension traced at size 1, so trace the dynamic axis at >= 2
+    if dynamic_batch and dynamic_shapes is None:
         batch = max(2, batch)
         axis = torch.export.Dim("batch")
         dynamic_shapes = tuple({0: axis} for _ in config.inputs)

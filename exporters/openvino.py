@@ -22,6 +22,7 @@ import torch
 
 from compress.optional import require
 from exporters.config import ExportConfig
+from exporters.formats import MIN_OPSET
 
 DEVICE = "CPU"
 
@@ -30,9 +31,12 @@ def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_w
                     ) -> list[str]:
     """Write `.xml` + `.bin`; returns the written files relative to `directory`."""
     ov = require("openvino", "this export")
-    program = torch.export.export(config.module, tuple(config.random_inputs(seed).values()))
-    model = ov.convert_model(program, input=[ov.PartialShape(list(spec.shape)) for spec in config.inputs])
-    del program
+    if config.dynamic_shapes() is not None:
+        model = _convert_through_onnx(ov, config, seed)
+    else:
+        program = torch.export.export(config.module, tuple(config.random_inputs(seed).values()))
+        model = ov.convert_model(program, input=[ov.PartialShape(list(spec.shape)) for spec in config.inputs])
+        del program
     for port, spec in zip(model.inputs, config.inputs, strict=True):
         port.get_tensor().set_names({spec.name})
     for port, spec in zip(model.outputs, config.outputs, strict=True):
@@ -43,6 +47,19 @@ def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_w
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(path), compress_to_fp16=fp16)
     return [config.layout["openvino"], str(Path(config.layout["openvino"]).with_suffix(".bin"))]
+
+
+def _convert_through_onnx(ov: Any, config: ExportConfig, seed: int) -> Any:
+    """A model with dynamic axes, converted from its ONNX export: `torch.export.export` of the UNet with a dynamic
+    batch adds a guard (batch <= 63) it then reports as a constraint violation, which the ONNX exporter's
+    torch.export call does not; converting the ONNX file keeps every dynamic axis."""
+    import tempfile
+
+    from exporters.onnx import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = export_onnx(config, Path(tmp), fp16=False, opset=MIN_OPSET, dynamic_batch=False, seed=seed)
+        return ov.convert_model(str(Path(tmp) / files[0]))
 
 
 def load_openvino(path: Path, precision: str | None = "f32") -> Any:

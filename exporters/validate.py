@@ -242,8 +242,12 @@ def read_artifact(directory: str | Path) -> ExportArtifact:
     path = Path(directory) / REPORT_FILE
     if not path.is_file():
         raise CompressError(f"{directory} is not an export folder (no {REPORT_FILE})")
+    data = read_json(path)
+    if isinstance(data, dict) and "components" in data:
+        raise CompressError(f"{directory} is a whole-pipeline export; this command takes a single-model export "
+                            "(compress export PIPELINE_DIR --unet-only)")
     try:
-        return ExportArtifact.from_dict(read_json(path))
+        return ExportArtifact.from_dict(data)
     except (TypeError, ValueError) as exc:
         raise CompressError(f"{path} is not an export report: {exc}") from None
 
