@@ -180,3 +180,9 @@ def test_coreml_refuses_a_consistency_students_unet(pruned_pipeline, tmp_path, m
     config = json.loads((student / "unet" / "config.json").read_text())
     (student / "unet" / "config.json").write_text(json.dumps({**config, "time_cond_proj_dim": 256}))
     _refused(monkeypatch, capsys, student, tmp_path / "o", "--format", "coreml", message="timestep_cond")
+
+
+def test_unet_only_keeps_the_single_model_export(pruned_pipeline, tmp_path, monkeypatch, capsys):
+    report, _ = _export(monkeypatch, capsys, pruned_pipeline, tmp_path / "unet", "--format", "onnx", "--unet-only")
+    assert report["family"] == "unet" and report["path"] == "unet/model.onnx" and report["validated"] is True
+    assert report["input_shapes"][1] == [1]  # the single-model contract: timestep (batch,), static shapes

@@ -135,3 +135,23 @@ def test_toy_output_has_no_pipeline_index(toy_pair):
     assert not (teacher / "model_index.json").exists()
     assert not (student / "model_index.json").exists()
     assert sorted(p.name for p in student.iterdir() if p.is_dir()) == ["conditioner", "unet"]
+
+
+@pytest.mark.parametrize("command", ["recover", "distill"])
+def test_a_broken_pipeline_index_is_refused_before_training(pruned_pipeline, tmp_path, monkeypatch, capsys, command):
+    """recover and distill copy the pipeline through its index after training: a broken index fails first."""
+    import shutil
+
+    from helpers import run_console
+
+    _, pruned = pruned_pipeline
+    broken = tmp_path / "broken"
+    shutil.copytree(pruned, broken)
+    (broken / "model_index.json").write_text("{not json")
+    args = ["--teacher", broken, "--out", tmp_path / "out"]
+    if command == "recover":
+        args += ["--student", broken]
+    code, _, stderr = run_console(monkeypatch, capsys, command, *args)
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and "model_index.json is not valid JSON" in lines[0], stderr
+    assert not (tmp_path / "out").exists()

@@ -6,6 +6,7 @@ so listing models imports nothing heavy.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,10 +69,27 @@ def is_registered(name: str) -> bool:
     return name in _MODELS
 
 
+def _check_pipeline_index(folder: Path) -> None:
+    """A pipeline folder's `model_index.json` must be a JSON object: stages copy the pipeline through it at the end
+    (recover and distill after training), so a broken one is refused before the work starts."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        return
+    try:
+        data = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CompressError(f"{index} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CompressError(f"{index} is not a diffusers pipeline index (not a JSON object)")
+
+
 def check_model_ref(ref: str | os.PathLike) -> None:
     """`ref` is a registry name or an existing file or folder; else the resolver's error, with nothing loaded."""
     ref = str(ref)
-    if is_registered(ref) or Path(ref).exists():
+    if is_registered(ref):
+        return
+    if Path(ref).exists():
+        _check_pipeline_index(Path(ref))
         return
     if Path(ref).suffix or os.sep in ref:
         raise CompressError(f"not found: {ref} (neither a registry name nor an existing folder or file)")
