@@ -40,10 +40,17 @@ def _summary(artifact: ExportArtifact | None, checks: list[dict] | None = None, 
         click.echo(f"  {mark} {prefix}{check['name']}{': ' + text if text else ''}{limit}", err=True)
 
 
+def _structural_note(validated: bool | str | None, format: str) -> None:
+    from exporters.validate import STRUCTURAL_ONLY
+
+    if validated == STRUCTURAL_ONLY:
+        click.echo(f"  numerics not checked on this host: {format} cannot run here, so only the structure was "
+                   "checked (validated: structural-only)", err=True)
+
+
 def _export_pipeline(source: str, format_: str, out: str, fp16: bool | None, target: str, validate: bool,
                      overwrite: bool, seed: int) -> None:
     from exporters.pipeline import PipelineValidationError, export_pipeline
-    from exporters.validate import STRUCTURAL_ONLY
 
     def summary(report) -> None:
         for name, component in report.components.items():
@@ -59,9 +66,7 @@ def _export_pipeline(source: str, format_: str, out: str, fp16: bool | None, tar
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     summary(report)
-    if report.validated == STRUCTURAL_ONLY:
-        click.echo(f"  numerics not checked on this host: {format_} cannot run here, so only the structure was "
-                   "checked (validated: structural-only)", err=True)
+    _structural_note(report.validated, format_)
     size = sum(c["total_bytes"] for c in report.components.values()) / 1e6
     click.echo(f"wrote {out} ({format_} pipeline: {', '.join(report.components)}; {size:.1f} MB; loads as "
                f"{report.pipeline_class})")
@@ -169,7 +174,6 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
         _export_pipeline(source, format_, out, fp16, minimum_deployment_target, not no_validate, overwrite, seed)
         return
     from exporters import ValidationError, export, validate_artifact
-    from exporters.validate import STRUCTURAL_ONLY
 
     try:
         if validate_only:
@@ -183,8 +187,6 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     _summary(artifact)
-    if artifact.validated == STRUCTURAL_ONLY:
-        click.echo(f"  numerics not checked on this host: {artifact.format} cannot run here, so only the "
-                   "structure was checked (validated: structural-only)", err=True)
+    _structural_note(artifact.validated, artifact.format)
     size = artifact.total_bytes / 1e6
     click.echo(f"wrote {out}/{artifact.path} ({artifact.format}, {size:.1f} MB, {artifact.export_seconds:.1f} s)")

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from exporters.config import ExportConfig, TensorSpec, UNetExportConfig
+from exporters.config import ExportConfig, GuidanceUNetModule, TensorSpec, UNetExportConfig, UNetModule
 
 COMPONENTS = ("text_encoder", "unet", "vae_decoder", "vae_encoder")
 LAYOUTS = {  # component -> main file, per format: where each consumer looks
@@ -179,24 +179,9 @@ def unet_config(unet: nn.Module, format: str, height: int, width: int, tokens: i
     if guidance_dim:
         inputs.append(TensorSpec("timestep_cond", (TRACE_BATCH, guidance_dim), dynamic=batch))
     outputs = [TensorSpec("out_sample", (TRACE_BATCH, unet.config.out_channels, height, width), dynamic=image)]
-    module_class = _GuidanceUNet if guidance_dim else _UNet
+    module_class = GuidanceUNetModule if guidance_dim else UNetModule
     draw = {"timestep": (lambda s, g: _timesteps(s, g).float()) if format == "onnx" else _timesteps}
     return ComponentExportConfig("unet", format, module_class(unet), inputs, outputs, unet.save_config, draw)
-
-
-class _UNet(nn.Module):
-    def __init__(self, unet: nn.Module):
-        super().__init__()
-        self.unet = unet
-
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor):
-        return self.unet(sample, timestep, encoder_hidden_states, return_dict=False)[0]
-
-
-class _GuidanceUNet(_UNet):
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                timestep_cond: torch.Tensor):
-        return self.unet(sample, timestep, encoder_hidden_states, timestep_cond=timestep_cond, return_dict=False)[0]
 
 
 def vae_factor(vae: nn.Module) -> int:
