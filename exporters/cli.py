@@ -10,7 +10,7 @@ import click
 
 from compress.clitools import user_errors
 from compress.io import check_new_folder
-from compress.models.registry import check_model_ref
+from compress.models.registry import PIPELINE_INDEX, check_model_ref
 from compress.types import ExportArtifact
 from exporters.formats import (
     ATTENTION_IMPLEMENTATIONS,
@@ -21,8 +21,6 @@ from exporters.formats import (
     TARGETS,
     check_export_options,
 )
-
-PIPELINE_INDEX = "model_index.json"  # compress.models.pruned.PIPELINE_INDEX, named here without importing torch
 
 
 def _format(value: Any) -> str:

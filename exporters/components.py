@@ -102,10 +102,10 @@ class ComponentExportConfig(ExportConfig):
 
     family = "component"
 
-    def __init__(self, component: str, format: str, module: nn.Module, inputs: list[TensorSpec],
+    def __init__(self, component: str, module: nn.Module, inputs: list[TensorSpec],
                  outputs: list[TensorSpec], write_config: Callable[[Path], None],
                  draw: dict[str, Callable] | None = None):
-        self.component, self.format = component, format
+        self.component = component
         self.layout = {name: layout[component] for name, layout in LAYOUTS.items()}
         self.write_config = write_config  # writes the diffusers or transformers config.json into a folder
         self.draws = draw or {}
@@ -130,10 +130,6 @@ class ComponentExportConfig(ExportConfig):
         return {"component": self.component}
 
 
-def _dynamic(*axes: tuple[int, str, int]) -> tuple[tuple[int, str, int], ...]:
-    return tuple(axes)
-
-
 def _ids(vocab_size: int):
     return lambda shape, generator: torch.randint(0, vocab_size, shape, generator=generator)
 
@@ -149,11 +145,11 @@ def text_encoder_config(text_encoder: nn.Module, format: str, tokens: int) -> Co
         inputs = [TensorSpec("input_ids", (1, tokens))]
         outputs = [TensorSpec("last_hidden_state", (1, tokens, width)), TensorSpec("pooled_outputs", (1, width))]
     else:
-        axes = _dynamic((0, "batch", 1), (1, "sequence", 1))
+        axes = ((0, "batch", 1), (1, "sequence", 1))
         inputs = [TensorSpec("input_ids", (TRACE_BATCH, tokens), torch.int64, axes)]
         outputs = [TensorSpec("last_hidden_state", (TRACE_BATCH, tokens, width), dynamic=axes),
                    TensorSpec("pooler_output", (TRACE_BATCH, width), dynamic=axes[:1])]
-    return ComponentExportConfig("text_encoder", format, TextEncoderModule(text_encoder, format == "coreml"),
+    return ComponentExportConfig("text_encoder", TextEncoderModule(text_encoder, format == "coreml"),
                                  inputs, outputs, config.save_pretrained, {"input_ids": _ids(config.vocab_size)})
 
 
@@ -167,21 +163,21 @@ def unet_config(unet: nn.Module, format: str, height: int, width: int, tokens: i
         inputs = [TensorSpec("sample", (batch, channels, height, width)), TensorSpec("timestep", (batch,)),
                   TensorSpec("encoder_hidden_states", (batch, dim, 1, tokens))]
         outputs = [TensorSpec("noise_pred", (batch, unet.config.out_channels, height, width))]
-        return ComponentExportConfig("unet", format, AppleUNetModule(unet), inputs, outputs, unet.save_config,
+        return ComponentExportConfig("unet", AppleUNetModule(unet), inputs, outputs, unet.save_config,
                                      {"timestep": lambda s, g: _timesteps(s, g).float()})
-    batch = _dynamic((0, "batch", 1))
-    image = _dynamic((0, "batch", 1), (2, "height", factor), (3, "width", factor))
+    batch = ((0, "batch", 1),)
+    image = ((0, "batch", 1), (2, "height", factor), (3, "width", factor))
     timestep = (TensorSpec("timestep", (), torch.float32) if format == "onnx"
                 else TensorSpec("timestep", (TRACE_BATCH,), torch.int64, batch))
     inputs = [TensorSpec("sample", (TRACE_BATCH, channels, height, width), dynamic=image), timestep,
               TensorSpec("encoder_hidden_states", (TRACE_BATCH, tokens, dim),
-                         dynamic=_dynamic((0, "batch", 1), (1, "sequence", 1)))]
+                         dynamic=((0, "batch", 1), (1, "sequence", 1)))]
     if guidance_dim:
         inputs.append(TensorSpec("timestep_cond", (TRACE_BATCH, guidance_dim), dynamic=batch))
     outputs = [TensorSpec("out_sample", (TRACE_BATCH, unet.config.out_channels, height, width), dynamic=image)]
     module_class = GuidanceUNetModule if guidance_dim else UNetModule
     draw = {"timestep": (lambda s, g: _timesteps(s, g).float()) if format == "onnx" else _timesteps}
-    return ComponentExportConfig("unet", format, module_class(unet), inputs, outputs, unet.save_config, draw)
+    return ComponentExportConfig("unet", module_class(unet), inputs, outputs, unet.save_config, draw)
 
 
 def vae_factor(vae: nn.Module) -> int:
@@ -195,11 +191,11 @@ def vae_decoder_config(vae: nn.Module, format: str, height: int, width: int) -> 
         inputs = [TensorSpec("z", (1, latents, height, width))]
         outputs = [TensorSpec("image", (1, 3, height * factor, width * factor))]
     else:
-        axes = _dynamic((0, "batch", 1), (2, "latent_height", 1), (3, "latent_width", 1))
+        axes = ((0, "batch", 1), (2, "latent_height", 1), (3, "latent_width", 1))
         inputs = [TensorSpec("latent_sample", (TRACE_BATCH, latents, height, width), dynamic=axes)]
         outputs = [TensorSpec("sample", (TRACE_BATCH, 3, height * factor, width * factor),
-                              dynamic=_dynamic((0, "batch", 1), (2, "height", factor), (3, "width", factor)))]
-    return ComponentExportConfig("vae_decoder", format, VaeDecoderModule(vae), inputs, outputs, vae.save_config)
+                              dynamic=((0, "batch", 1), (2, "height", factor), (3, "width", factor)))]
+    return ComponentExportConfig("vae_decoder", VaeDecoderModule(vae), inputs, outputs, vae.save_config)
 
 
 def vae_encoder_config(vae: nn.Module, format: str, height: int, width: int) -> ComponentExportConfig:
@@ -211,13 +207,13 @@ def vae_encoder_config(vae: nn.Module, format: str, height: int, width: int) -> 
         latent = (1, latents, height, width)
         inputs = [TensorSpec("sample", (1, *image)), TensorSpec("diagonal_noise", latent), TensorSpec("noise", latent),
                   TensorSpec("sqrt_alphas_cumprod", (1, 1)), TensorSpec("sqrt_one_minus_alphas_cumprod", (1, 1))]
-        return ComponentExportConfig("vae_encoder", format, AppleVaeEncoderModule(vae), inputs,
+        return ComponentExportConfig("vae_encoder", AppleVaeEncoderModule(vae), inputs,
                                      [TensorSpec("latent", latent)], vae.save_config, uniform)
-    axes = _dynamic((0, "batch", 1), (2, "height", factor), (3, "width", factor))
+    axes = ((0, "batch", 1), (2, "height", factor), (3, "width", factor))
     inputs = [TensorSpec("sample", (TRACE_BATCH, *image), dynamic=axes)]
     outputs = [TensorSpec("latent_parameters", (TRACE_BATCH, 2 * latents, height, width),
-                          dynamic=_dynamic((0, "batch", 1), (2, "latent_height", 1), (3, "latent_width", 1)))]
-    return ComponentExportConfig("vae_encoder", format, VaeEncoderModule(vae), inputs, outputs, vae.save_config,
+                          dynamic=((0, "batch", 1), (2, "latent_height", 1), (3, "latent_width", 1)))]
+    return ComponentExportConfig("vae_encoder", VaeEncoderModule(vae), inputs, outputs, vae.save_config,
                                  uniform)
 
 

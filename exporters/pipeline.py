@@ -31,7 +31,7 @@ import torch
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, check_new_folder, read_json, write_json
 from compress.models.guidance import DEFAULT_GUIDANCE, guidance_embedding
-from compress.models.pruned import PIPELINE_INDEX
+from compress.models.registry import PIPELINE_INDEX
 from compress.types import PipelineExport
 from exporters import onnx, openvino
 from exporters.api import describe_export, write_format
@@ -60,12 +60,7 @@ E2E_LIMITS = {"fp32": (2.0, 40.0), "reduced": (None, 30.0)}
 
 def check_pipeline(folder: Path, format: str) -> dict[str, Any]:
     """The pipeline index, after refusing (before any work) a missing or unconvertible component."""
-    try:
-        index = read_json(folder / PIPELINE_INDEX)
-    except CompressError:
-        raise
-    except Exception as exc:  # a truncated or non-JSON index
-        raise CompressError(f"{folder / PIPELINE_INDEX} is not a pipeline index: {exc}") from None
+    index = read_json(folder / PIPELINE_INDEX)  # one CompressError line for a missing or broken file
     if not isinstance(index, dict):
         raise CompressError(f"{folder / PIPELINE_INDEX} is not a pipeline index (not a JSON object)")
     for name, (library, classes) in SUPPORTED.items():

@@ -40,6 +40,7 @@ from diffusers import UNet2DConditionModel
 
 from compress.errors import CompressError
 from compress.io import atomic_output_dir, load_safetensors, read_json, write_json
+from compress.models.registry import PIPELINE_INDEX
 from compress.models.surgery import apply_block_plan
 from compress.types import PruneReport, RemovalPlan
 
@@ -49,7 +50,6 @@ WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 BLOCK_CLASS_NAME = "BlockPrunedUNet2DConditionModel"
 STOCK_REFUSAL = f"{BLOCK_CLASS_NAME} (a block-pruned UNet: load this folder with compress.load_unet)"
 _TRUE_TIME_EMBEDDING = "_compress_time_embedding_type"
-PIPELINE_INDEX = "model_index.json"
 CONSISTENCY_PIPELINE = "LatentConsistencyModelPipeline"
 _OWN_COMPONENTS = ("unet", "scheduler", "conditioner")  # what save_like writes (or copies) itself
 

@@ -69,10 +69,13 @@ def is_registered(name: str) -> bool:
     return name in _MODELS
 
 
+PIPELINE_INDEX = "model_index.json"  # what makes a folder a diffusers pipeline
+
+
 def _check_pipeline_index(folder: Path) -> None:
     """A pipeline folder's `model_index.json` must be a JSON object: stages copy the pipeline through it at the end
     (recover and distill after training), so a broken one is refused before the work starts."""
-    index = folder / "model_index.json"
+    index = folder / PIPELINE_INDEX
     if not index.is_file():
         return
     try:
