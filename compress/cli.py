@@ -28,7 +28,7 @@ from compress.prune.settings import (
 from compress.recover.settings import RecoverSettings, check_recover
 from compress.runs import MIXED_PRECISION
 from compress.sr.cli import sr
-from exporters.cli import export_cmd
+from exporters.cli import export_cmd, quantize_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -336,3 +336,4 @@ main.add_command(bench_cmd)
 main.add_command(compare_cmd)
 main.add_command(npu_check_cmd)
 main.add_command(export_cmd)
+main.add_command(quantize_cmd)

@@ -197,7 +197,7 @@ class ExportArtifact(Record):
     output_shapes: list[list[int]]
     output_dtypes: list[str]
     fp16: bool  # ONNX: fp16 graph and I/O; OpenVINO: fp16 weights; Core ML: fp16 compute precision
-    weights: str  # how weights are stored: fp32 | fp16 | int8 | palettized-Nbit
+    weights: str  # fp32 | fp16 | int8 (weights only) | int8-w8a8 | int8-hybrid (compress quantize) | palettized-Nbit
     options: dict[str, Any]  # the format options used (opset, deployment target, attention, chunks, ...)
     file_sizes: dict[str, int]  # bytes per file; a Core ML package counts as one entry
     total_bytes: int
@@ -210,6 +210,9 @@ class ExportArtifact(Record):
     checks: list[dict[str, Any]] = field(default_factory=list)
     model_info: dict[str, Any] = field(default_factory=dict)  # the UNet config, or SPAN scale and channels
     report: str = "export_report.json"
+    # `compress quantize`: mode, calibration set, sensitivity, kept layers, tool, and the task metric of the fp32
+    # torch model and of the quantized graph; empty for a plain export
+    quantization: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

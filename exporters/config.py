@@ -82,6 +82,9 @@ class ExportConfig:
 
     family: str
     layout: dict[str, str]  # format -> main file, relative to the output folder
+    # (check-name prefix, inputs) that replace `validation_sets` when set: `compress quantize` checks its graph on
+    # fresh calibration-distributed batches instead of N(0, 1) ones
+    validation_inputs: list[tuple[str, dict[str, torch.Tensor]]] | None = None
 
     def __init__(self, name: str, module: nn.Module, inputs: list[TensorSpec], outputs: list[TensorSpec]):
         self.name = name
@@ -230,14 +233,17 @@ class SpanExportConfig(ExportConfig):
     family = "span"
 
     def __init__(self, span: nn.Module, name: str, batch: int = 1, height: int | None = None,
-                 width: int | None = None):
+                 width: int | None = None, dynamic: bool = False):
+        """`dynamic`: batch, height and width dynamic (traced at the given sizes), so whole images of any size
+        run in one call (what `compress quantize` writes, and what `compress sr eval` can score)."""
         height, width = _default(height, SPAN_DEFAULT_SIZE), _default(width, SPAN_DEFAULT_SIZE)
         _check_sizes(batch, height, width)
         self.scale, self.channels = span.scale, span.channels
         stem = f"span_x{span.scale}"
         self.layout = {"onnx": f"{stem}.onnx", "openvino": f"{stem}.xml", "coreml": f"{stem}.mlpackage"}
-        inputs = [TensorSpec("image", (batch, 3, height, width))]
-        outputs = [TensorSpec("upscaled", (batch, 3, height * span.scale, width * span.scale))]
+        axes = ((0, "batch", 1), (2, "height", 1), (3, "width", 1)) if dynamic else ()
+        inputs = [TensorSpec("image", (batch, 3, height, width), dynamic=axes)]
+        outputs = [TensorSpec("upscaled", (batch, 3, height * span.scale, width * span.scale), dynamic=axes)]
         super().__init__(name, SpanModule(span), inputs, outputs)
 
     def _draw(self, name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 from compress.errors import CompressError
 from compress.optional import check_installed
+from compress.sr.settings import IMAGE_SUFFIXES
 
 FORMATS = ("onnx", "openvino", "coreml")
 MIN_OPSET = 18  # asking for opset 17 produced an invalid model (a Split with num_outputs), DESIGN.md section 7
@@ -46,3 +49,38 @@ def check_export_options(format: str, options: dict[str, Any]) -> None:
             raise CompressError("--palettize needs --minimum-deployment-target iOS16 / macOS13 or newer")
     for module in RUNTIMES[format] + (("nncf",) if options["int8_weights"] else ()):
         check_installed(module, "this export")
+
+
+# `compress quantize`: the modes each format offers. w8a8: int8 weights and activations, calibrated; w8: int8 weights
+# only (data-free); hybrid (OpenVINO): optimum-intel's SD recipe, int8 weights of matmuls and w8a8 for the rest.
+QUANT_MODES = {"openvino": ("w8a8", "hybrid", "w8"), "onnx": ("w8a8", "w8"), "coreml": ("w8", "w8a8")}
+QUANT_RUNTIMES = {"openvino": ("openvino", "nncf", "onnx", "onnxscript"), "onnx": ("onnx", "onnxscript", "onnxruntime"),
+                  "coreml": ("coremltools",)}
+
+
+def check_quantize_options(format: str, mode: str, samples: int, keep_sensitive: int, data: str | None,
+                           platform: str = sys.platform) -> None:
+    """Refuse what `compress quantize` cannot do before any model is loaded."""
+    if format not in FORMATS:
+        raise CompressError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+    if mode not in QUANT_MODES[format]:
+        raise CompressError(f"unknown mode {mode!r} for --format {format}; choose one of "
+                            f"{', '.join(QUANT_MODES[format])}")
+    if samples < 1:
+        raise CompressError(f"--samples must be at least 1, got {samples}")
+    if keep_sensitive < 0:
+        raise CompressError(f"--keep-sensitive must be 0 or more, got {keep_sensitive}")
+    if format == "coreml" and keep_sensitive:
+        raise CompressError("--keep-sensitive applies to --format onnx and openvino (Core ML's op names do not map "
+                            "back to the model's layers)")
+    if format == "coreml" and mode == "w8a8" and platform != "darwin":
+        raise CompressError("Core ML w8a8 calibrates its activations by running the model, which Core ML does only "
+                            "on macOS; use --mode w8 here, or quantize on a Mac")
+    if data is not None:
+        folder = Path(data)
+        if not folder.is_dir():
+            raise CompressError(f"calibration folder not found: {data}")
+        if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir()):
+            raise CompressError(f"calibration folder {data} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    for module in QUANT_RUNTIMES[format]:
+        check_installed(module, f"{format} quantization")

@@ -37,16 +37,21 @@ def export_openvino(config: ExportConfig, directory: Path, *, fp16: bool, int8_w
         program = torch.export.export(config.module, tuple(config.random_inputs(seed).values()))
         model = ov.convert_model(program, input=[ov.PartialShape(list(spec.shape)) for spec in config.inputs])
         del program
-    for port, spec in zip(model.inputs, config.inputs, strict=True):
-        port.get_tensor().set_names({spec.name})
-    for port, spec in zip(model.outputs, config.outputs, strict=True):
-        port.get_tensor().set_names({spec.name})
+    name_ports(model, config)
     if int8_weights:
         model = require("nncf", "this export").compress_weights(model)
     path = directory / config.layout["openvino"]
     path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(model, str(path), compress_to_fp16=fp16)
     return [config.layout["openvino"], str(Path(config.layout["openvino"]).with_suffix(".bin"))]
+
+
+def name_ports(model: Any, config: ExportConfig) -> None:
+    """The contract's input and output names on the IR's ports (the converters name them after traced tensors)."""
+    for port, spec in zip(model.inputs, config.inputs, strict=True):
+        port.get_tensor().set_names({spec.name})
+    for port, spec in zip(model.outputs, config.outputs, strict=True):
+        port.get_tensor().set_names({spec.name})
 
 
 def _convert_through_onnx(ov: Any, config: ExportConfig, seed: int) -> Any:

@@ -1,9 +1,10 @@
 """An exported UNet, run by its runtime where the sampling loop calls a diffusers UNet.
 
-`compress eval` and `compress sample` use it on a folder `compress export` wrote, so the quality they report is
-that of the graph that ships (ONNX Runtime or OpenVINO, fp32, fp16 or int8 weights) rather than of the torch
-model it came from. A static-batch export is called once per `batch` rows (the last chunk padded); a
-`--dynamic-batch` ONNX export takes the whole batch in one call.
+`compress eval` and `compress sample` use it on a folder `compress export` or `compress quantize` wrote (and
+`compress sr eval` on a SPAN export with dynamic sizes), so the quality they report is that of the graph that
+ships (ONNX Runtime or OpenVINO; fp32, fp16 or int8) rather than of the torch model it came from. A static-batch
+export is called once per `batch` rows (the last chunk padded); a `--dynamic-batch` ONNX export takes the whole
+batch in one call.
 """
 
 from __future__ import annotations
@@ -27,6 +28,31 @@ from exporters import onnx, openvino
 from exporters.validate import REPORT_FILE, read_artifact
 
 
+def _runner(directory: Path, artifact: ExportArtifact) -> tuple[Any, str, str]:
+    """(run(inputs by name) -> first output, runtime, precision) of an export folder's model."""
+    path = directory / artifact.path
+    if artifact.format == "onnx":
+        session = onnx.load_onnx(path)
+        ort = require("onnxruntime", "this export")
+        return (lambda inputs: onnx.run_onnx(session, inputs),
+                f"onnxruntime {ort.__version__} {session.get_providers()[0]}", artifact.weights)
+    if artifact.format == "openvino":
+        compiled = openvino.load_openvino(path, precision=None)  # what users run: the CPU plugin's default
+        ov = require("openvino", "this export")
+        compute = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+        return (lambda inputs: openvino.run_openvino(compiled, inputs), f"openvino {ov.get_version()} "
+                f"{openvino.DEVICE}", f"{artifact.weights} weights, {compute} compute")
+    if sys.platform != "darwin":
+        raise CompressError(f"{directory} is a Core ML export: Core ML runs only on macOS, so it cannot be "
+                            "run here (export to onnx or openvino to measure its quality on this machine)")
+    if len(artifact.options.get("packages", [])) != 1:
+        raise CompressError(f"{directory} is a chunked Core ML export; only unchunked packages run here")
+    model = require("coremltools", "this export").models.MLModel(str(directory / artifact.path))
+    output = artifact.output_names[0]
+    return (lambda inputs: model.predict(inputs)[output], "coreml CPU_AND_NE",
+            f"{artifact.weights} weights, {'fp16' if artifact.fp16 else 'fp32'} compute")
+
+
 class ExportedUNet:
     """`unet(sample, timestep, encoder_hidden_states, timestep_cond=None).sample`, computed by the export's runtime.
 
@@ -44,34 +70,7 @@ class ExportedUNet:
         self.batch = artifact.input_shapes[0][0]
         self.dynamic_batch = bool(artifact.options.get("dynamic_batch"))
         self.io_dtype = np.dtype(artifact.input_dtypes[0])
-        path = directory / artifact.path
-        if artifact.format == "onnx":
-            session = onnx.load_onnx(path)
-            self._run = lambda inputs: onnx.run_onnx(session, inputs)
-            ort = require("onnxruntime", "this export")
-            self.runtime = f"onnxruntime {ort.__version__} {session.get_providers()[0]}"
-            self.precision = artifact.weights
-        elif artifact.format == "openvino":
-            compiled = openvino.load_openvino(path, precision=None)  # what users run: the CPU plugin's default
-            self._run = lambda inputs: openvino.run_openvino(compiled, inputs)
-            ov = require("openvino", "this export")
-            compute = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-            self.runtime = f"openvino {ov.get_version()} {openvino.DEVICE}"
-            self.precision = f"{artifact.weights} weights, {compute} compute"
-        elif sys.platform != "darwin":
-            raise CompressError(f"{directory} is a Core ML export: Core ML runs only on macOS, so it cannot be "
-                                "sampled here (export to onnx or openvino to measure its quality on this machine)")
-        else:
-            self._run = self._coreml_runner(directory, artifact)
-            self.runtime, self.precision = "coreml CPU_AND_NE", "fp16" if artifact.fp16 else "fp32"
-
-    @staticmethod
-    def _coreml_runner(directory: Path, artifact: ExportArtifact) -> Any:
-        if len(artifact.options.get("packages", [])) != 1:
-            raise CompressError(f"{directory} is a chunked Core ML export; sampling runs unchunked packages only")
-        model = require("coremltools", "this export").models.MLModel(str(directory / artifact.path))
-        output = artifact.output_names[0]
-        return lambda inputs: model.predict(inputs)[output]
+        self._run, self.runtime, self.precision = _runner(directory, artifact)
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor | float, encoder_hidden_states: torch.Tensor,
                  timestep_cond: torch.Tensor | None = None) -> SimpleNamespace:
@@ -119,3 +118,26 @@ def load_exported_model(directory: str | Path, family: str | None = None) -> Dif
                           name=f"{artifact.model} ({artifact.format} export in {directory})",
                           scheduler_config=read_json(scheduler_path), conditioner=conditioner,
                           source_dir=directory)
+
+
+class ExportedSpan(torch.nn.Module):
+    """`span(image)` computed by the export's runtime, for `compress sr eval` on a SPAN export with dynamic sizes."""
+
+    def __init__(self, directory: Path, artifact: ExportArtifact):
+        super().__init__()
+        if artifact.family != "span":
+            raise CompressError(f"{directory} holds a {artifact.family} export, not SPAN")
+        if artifact.input_shapes[0][2] != -1:
+            raise CompressError(f"{directory} is a SPAN export of one static size {artifact.input_shapes[0][2:]}; "
+                                "scoring whole images needs dynamic sizes (what `compress quantize` writes)")
+        self.scale = artifact.model_info["span"]["scale"]
+        self.name = artifact.input_names[0]
+        self._run, self.runtime, self.precision = _runner(directory, artifact)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self._run({self.name: image.detach().float().numpy()}), dtype=np.float32))
+
+
+def load_exported_span(directory: str | Path) -> ExportedSpan:
+    directory = Path(directory)
+    return ExportedSpan(directory, read_artifact(directory))

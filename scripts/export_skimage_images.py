@@ -10,25 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from compress.io import atomic_output_dir
-
-SPLIT_FILE = Path(str(resources.files("compress") / "calib_data" / "sr_split.json"))
-
-
-def load_skimage(name: str) -> np.ndarray:
-    """An image from `skimage.data` by name; the two views of the stereo pair are `motorcycle_left/right`."""
-    from skimage import data
-
-    if name in ("motorcycle_left", "motorcycle_right"):
-        left, right, _ = data.stereo_motorcycle()
-        return left if name == "motorcycle_left" else right
-    return getattr(data, name)()
+from compress.sr.files import SPLIT_FILE, load_skimage
 
 
 def main() -> None:

@@ -118,6 +118,23 @@ CASES = {
     "sr-upscale-existing-out": ("sr upscale --model span-x2 {t}/img.png {t}/img.png", "already exists"),
     "export-existing-out": ("export toy --format onnx --out {t}/imgs", "already exists (pass --overwrite"),
     "prune-existing-out": ("prune --model toy --ratio 0.3 --out {t}/imgs", "already exists (pass --overwrite"),
+    # compress quantize
+    "quantize-unknown-mode": ("quantize toy --format onnx --mode w4 --out {t}/q", "'--mode': 'w4' is not one of"),
+    "quantize-mode-of-another-format": ("quantize toy --format onnx --mode hybrid --out {t}/q",
+        "unknown mode 'hybrid' for --format onnx"),
+    "quantize-empty-calibration-folder": ("quantize span-x4 --format onnx --data {t}/empty --out {t}/q",
+        "holds no images"),
+    "quantize-missing-calibration-folder": ("quantize span-x4 --format onnx --data {t}/nowhere --out {t}/q",
+        "calibration folder not found"),
+    "quantize-samples-0": ("quantize toy --format onnx --samples 0 --out {t}/q", "--samples must be at least 1"),
+    "quantize-keep-sensitive-negative": ("quantize toy --format onnx --keep-sensitive -1 --out {t}/q",
+        "--keep-sensitive must be 0 or more"),
+    "quantize-keep-sensitive-too-many": ("quantize toy --format onnx --keep-sensitive 100000 --out {t}/q",
+        "more than the"),
+    "quantize-coreml-w8a8-off-mac": ("quantize toy --format coreml --mode w8a8 --out {t}/q", "only on macOS"),
+    "quantize-task-seeds-repeat": ("quantize toy --format onnx --task-seeds 1,1 --out {t}/q", "repeats a value"),
+    "quantize-existing-out": ("quantize toy --format onnx --out {t}/imgs", "already exists (pass --overwrite"),
+    "quantize-unknown-model": ("quantize sd99 --format onnx --out {t}/q", "unknown model 'sd99'"),
 }
 
 
@@ -125,7 +142,8 @@ CASES = {
 # other case is refused before torch is imported, which is what makes it answer in a fraction of a second.
 NEEDS_TORCH = {"bench-baseline-png", "bench-baseline-wrong-schema", "bench-text-onnx", "bench-truncated-onnx",
                "npu-check-text-onnx", "npu-check-truncated-onnx", "bench-garbage-openvino-xml",
-               "npu-check-garbage-openvino-xml", "sr-corrupt-config", "sr-upscale-not-an-image", "sr-info-scale-5"}
+               "npu-check-garbage-openvino-xml", "sr-corrupt-config", "sr-upscale-not-an-image", "sr-info-scale-5",
+               "quantize-keep-sensitive-too-many"}
 
 
 def _make_fixtures(t: Path) -> None:
@@ -135,6 +153,7 @@ def _make_fixtures(t: Path) -> None:
     image.save(t / "img.png")
     image.save(t / "img.json.png")  # not in a case's way: the grid of img.json is img.png
     (t / "imgs").mkdir()
+    (t / "empty").mkdir()
     image.save(t / "imgs" / "a.png")
     (t / "schema.json").write_text('{"not": "a baseline"}\n')
     (t / "garbage.xml").write_text("not xml at all\n")

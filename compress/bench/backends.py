@@ -25,6 +25,9 @@ class Backend:
     device: str  # in the runtime's own terms: a torch device, an ORT provider, an OpenVINO device, compute units
     formats: tuple[str, ...]  # target formats it runs natively
     reads: tuple[str, ...] = ()  # formats it also loads, used when no listed backend runs a target natively
+    # OpenVINO: the inference precision pinned instead of the device's default (the CPU plugin computes bf16
+    # where the CPU has it), so fp32 and int8 graphs can be timed against true fp32 compute
+    precision: str | None = None
 
     @property
     def on_host_cpu(self) -> bool:
@@ -39,7 +42,9 @@ class Backend:
         return self.module.unavailable(self.device)
 
     def load(self, target: Any, threads: int) -> Session:
-        return self.module.load(target, self.device, threads)
+        if self.precision is None:
+            return self.module.load(target, self.device, threads)
+        return self.module.load(target, self.device, threads, precision=self.precision)
 
 
 _ORT = ("onnx",)
@@ -54,6 +59,7 @@ _BACKENDS = [
     Backend("ort-qnn", "ort", "QNNExecutionProvider", _ORT),
     Backend("ort-nnapi", "ort", "NnapiExecutionProvider", _ORT),
     Backend("ov-cpu", "openvino", "CPU", _OV, reads=("onnx",)),
+    Backend("ov-cpu-f32", "openvino", "CPU", _OV, reads=("onnx",), precision="f32"),
     Backend("ov-gpu", "openvino", "GPU", _OV, reads=("onnx",)),
     Backend("ov-npu", "openvino", "NPU", _OV, reads=("onnx",)),
     Backend("coreml-cpu", "coreml", "CPU_ONLY", ("coreml",)),

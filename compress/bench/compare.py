@@ -86,8 +86,13 @@ def compare(
     warmup: int = 10,
     max_regression: float = 0.15,
     progress: Progress | None = None,
+    baseline_backend: Backend | None = None,
 ) -> Comparison:
-    """Time `candidate` against `baseline` on `backend` in interleaved ABBA blocks (see the module docstring)."""
+    """Time `candidate` against `baseline` on `backend` in interleaved ABBA blocks (see the module docstring).
+
+    `baseline_backend` runs the baseline on another backend of the same device (an int8 graph at OpenVINO's
+    default precision against the fp32 graph on `ov-cpu-f32`); default: `backend`."""
+    backends = {"candidate": backend, "baseline": baseline_backend or backend}
     if rounds < 2 or pairs < 1 or calls < 1 or warmup < 0 or threads < 1:
         raise CompressError(f"--rounds must be >= 2; --pairs, --calls and --threads >= 1; --warmup >= 0 "
                             f"(got {rounds}, {pairs}, {calls}, {threads}, {warmup})")
@@ -100,7 +105,7 @@ def compare(
             sessions = {}
             try:
                 for side in sides:  # loading order alternates between rounds, as the blocks do within one
-                    sessions[side] = backend.load(candidate if side == "candidate" else baseline, threads)
+                    sessions[side] = backends[side].load(candidate if side == "candidate" else baseline, threads)
                     for _ in range(warmup + 1):
                         sessions[side].timed_call()
                 ratios = []
@@ -118,7 +123,8 @@ def compare(
                 progress(f"round {round_index + 1}/{rounds}: candidate/baseline {statistics.median(ratios):.3f}")
     change, low, high = paired_change(pair_ratios)
     return Comparison(
-        candidate=candidate.location, baseline=baseline.location, backend=backend.name, threads=threads,
+        candidate=candidate.location, baseline=baseline.location, threads=threads,
+        backend=backend.name if backends["baseline"] is backend else f"{backend.name} vs {backends['baseline'].name}",
         max_regression=max_regression, change=change, change_low=low, change_high=high,
         candidate_p50_ms=statistics.median(times["candidate"]) * 1e3,
         baseline_p50_ms=statistics.median(times["baseline"]) * 1e3, rounds=rounds, calls=calls,

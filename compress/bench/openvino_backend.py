@@ -22,10 +22,12 @@ def _core() -> Any:
     return _openvino().Core()
 
 
-def compile_config(device: str, threads: int) -> dict[str, Any]:
+def compile_config(device: str, threads: int, precision: str | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if device == "CPU":
         config["INFERENCE_NUM_THREADS"] = threads
+    if precision is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision
     return config
 
 
@@ -41,12 +43,12 @@ def unavailable(device: str) -> str | None:
 
 
 class OpenVinoSession(Session):
-    def __init__(self, target, device: str, threads: int):
+    def __init__(self, target, device: str, threads: int, precision: str | None = None):
         ov = _openvino()
         core = _core()
         try:
             compiled = core.compile_model(core.read_model(str(target.paths[0])), device,
-                                          compile_config(device, threads))
+                                          compile_config(device, threads, precision))
         except RuntimeError as exc:
             raise CompressError(f"OpenVINO cannot compile {target.paths[0]} for {device}: "
                                 f"{str(exc).strip().splitlines()[0]}") from None
@@ -69,5 +71,5 @@ class OpenVinoSession(Session):
         del self.request
 
 
-def load(target, device: str, threads: int) -> OpenVinoSession:
-    return OpenVinoSession(target, device, threads)
+def load(target, device: str, threads: int, precision: str | None = None) -> OpenVinoSession:
+    return OpenVinoSession(target, device, threads, precision)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from compress.errors import CompressError
 from compress.models.span import SPAN
 from compress.sr.files import list_images, read_image, to_uint8
 from compress.sr.metrics import psnr_y, ssim_y
@@ -83,10 +84,29 @@ def summarize(model: str, scale: int, scores: Sequence[SRImageScore]) -> SREvalR
                         bicubic_psnr=mean("bicubic_psnr"), bicubic_ssim=mean("bicubic_ssim"), images=list(scores))
 
 
+def scoring_model(model_ref: str | os.PathLike | SPAN, scale: int | None = None) -> SPAN:
+    """The fused torch model, or for a folder `compress export` / `compress quantize` wrote, the exported graph run by
+    its runtime (so the PSNR is that of what ships)."""
+    from exporters.runtime import is_export_folder, load_exported_span  # the runtimes load only when asked for
+
+    if isinstance(model_ref, SPAN) or not is_export_folder(model_ref):
+        return deploy_model(model_ref, scale)
+    model = load_exported_span(model_ref)
+    if scale is not None and scale != model.scale:
+        raise CompressError(f"the export in {model_ref} upscales x{model.scale}, but scale {scale} was requested")
+    return model
+
+
+def evaluate_images(model_ref: str | os.PathLike | SPAN, images: dict[str, torch.Tensor], scale: int | None = None,
+                    tile: int = DEFAULT_TILE) -> SREvalResult:
+    """PSNR/SSIM on Y of the model and of bicubic for named (3, H, W) [0, 1] high-resolution images."""
+    model = scoring_model(model_ref, scale)
+    scores = [score_image(model, image, name, tile) for name, image in images.items()]
+    return summarize(model_name(model_ref), model.scale, scores)
+
+
 def evaluate_sr(
     model_ref: str | os.PathLike | SPAN, data: str | os.PathLike, scale: int | None = None, tile: int = DEFAULT_TILE
 ) -> SREvalResult:
-    """PSNR/SSIM on Y of the (fused) model and of bicubic for every image in the folder `data`."""
-    model = deploy_model(model_ref, scale)
-    scores = [score_image(model, read_image(path), path.name, tile) for path in list_images(data)]
-    return summarize(model_name(model_ref), model.scale, scores)
+    """PSNR/SSIM on Y of the (fused, or exported) model and of bicubic for every image in the folder `data`."""
+    return evaluate_images(model_ref, {path.name: read_image(path) for path in list_images(data)}, scale, tile)

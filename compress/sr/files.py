@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from compress.errors import CompressError
 from compress.io import atomic_file
+from compress.optional import require
 from compress.sr.settings import IMAGE_SUFFIXES
+
+SPLIT_FILE = Path(str(resources.files("compress") / "calib_data" / "sr_split.json"))
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -53,3 +58,22 @@ def write_image(image: torch.Tensor, path: str | os.PathLike) -> None:
             Image.fromarray(array).save(tmp)
         except (ValueError, OSError) as exc:
             raise CompressError(f"cannot write image {path}: {exc}") from None
+
+
+def load_skimage(name: str) -> np.ndarray:
+    """An image from `skimage.data` by name; the two views of the stereo pair are `motorcycle_left/right`."""
+    data = require("skimage.data", "the shipped SR split")
+    if name in ("motorcycle_left", "motorcycle_right"):
+        left, right, _ = data.stereo_motorcycle()
+        return left if name == "motorcycle_left" else right
+    return getattr(data, name)()
+
+
+def split_images(split: str) -> dict[str, torch.Tensor]:
+    """The images of one split of `sr_split.json` (train, val, test) as (3, H, W) [0, 1] tensors, read offline."""
+    images = {}
+    for name in json.loads(SPLIT_FILE.read_text())[split]:
+        array = load_skimage(name)
+        array = np.repeat(array[..., None], 3, axis=2) if array.ndim == 2 else array[..., :3]
+        images[name] = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).float() / 255
+    return images

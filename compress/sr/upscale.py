@@ -56,7 +56,7 @@ def upscale_tensor(
     check_tiling(tile, overlap)
     s = model.scale
     _, height, width = image.shape
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device  # an exported graph has no torch parameters
     out = torch.empty(3, height * s, width * s, dtype=torch.uint8)
     for y0, y1, cy0, cy1 in _tiles(height, tile, overlap):
         for x0, x1, cx0, cx1 in _tiles(width, tile, overlap):
