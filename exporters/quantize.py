@@ -47,7 +47,7 @@ from exporters.api import describe_export, write_format
 from exporters.calibration import CalibrationSet, span_calibration, unet_calibration
 from exporters.config import ExportConfig, SpanExportConfig, load_export_config
 from exporters.formats import FORMAT_OPTIONS, MIN_OPSET, check_quantize_options
-from exporters.onnx import export_onnx
+from exporters.onnx import EXTERNAL_DATA_SUFFIX, export_onnx
 from exporters.sensitivity import (
     SENSITIVITY_BATCH,
     SENSITIVITY_ROWS,
@@ -260,15 +260,22 @@ def _onnx(mode: str, source: Path, target: Path, batches: list[dict[str, np.ndar
     if mode == "w8":
         _dequantized_weights(source, target, excluded)
         return
+    import onnx
+
     quantization = require("onnxruntime.quantization", "onnx quantization")
     prepared = scratch / "prepared.onnx"
+    # an fp32 model over protobuf's 2 GB (SD's UNet) is read and written with its weights in a side file
+    large = source.with_name(source.name + EXTERNAL_DATA_SUFFIX).exists()
     # shape inference only: the optimizer would rename the nodes that --keep-sensitive excludes by name
-    quantization.quant_pre_process(str(source), str(prepared), skip_optimization=True)
+    quantization.quant_pre_process(str(source), str(prepared), skip_optimization=True, save_as_external_data=large,
+                                   all_tensors_to_one_file=True)
+    quantized = scratch / "quantized.onnx"
     quantization.quantize_static(
-        str(prepared), str(target), _Reader(batches), quant_format=quantization.QuantFormat.QDQ, per_channel=True,
-        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+        str(prepared), str(quantized), _Reader(batches), quant_format=quantization.QuantFormat.QDQ,
+        per_channel=True, activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
         op_types_to_quantize=["Conv", "Gemm", "MatMul"], nodes_to_exclude=excluded,
-        calibrate_method=quantization.CalibrationMethod.MinMax)
+        calibrate_method=quantization.CalibrationMethod.MinMax, use_external_data_format=large)
+    onnx.save(onnx.load(str(quantized)), str(target))  # int8 weights fit in one file (SD's UNet: 0.9 GB)
 
 
 def _dequantized_weights(source: Path, target: Path, excluded: list[str]) -> None:
