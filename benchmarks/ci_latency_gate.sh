@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Latency gate between two commits: the toy UNet's ONNX and OpenVINO exports of this checkout (the candidate) are
-# timed against the same exports built from $BASE_REV (default HEAD~1, the previous commit on main), interleaved
+# Latency gate between two commits: the toy UNet's ONNX and OpenVINO exports and its calibrated int8 OpenVINO graph
+# (`compress quantize`) of this checkout (the candidate) are timed against the same artifacts built from $BASE_REV (default HEAD~1, the previous commit on main), interleaved
 # in one run on ort-cpu and ov-cpu (`compress compare`). Exit 1 on a regression beyond $MAX_REGRESSION, or when the
 # baseline commit cannot be built: there is no path on which "no baseline" passes.
 #
@@ -17,8 +17,9 @@
 #   - the candidate exported twice must PASS;
 #   - a stored baseline (`compress bench --save-baseline`) with an entry this run does not measure must FAIL,
 #     and one from another host class must be refused (exit 2) without --allow-other-host.
-# Cost on a 2-core machine: 8 toy exports (~10 s each) and ~2 minutes of timing; about 4 minutes in all.
-# Weights are random (--init random): latency does not depend on them, and no trained asset is needed.
+# Cost on a 2-core machine: 8 toy exports (~10 s each), 2 quantizations (~40 s each) and ~3 minutes of timing;
+# about 6 minutes in all. Export weights are random (--init random): latency does not depend on them. The int8
+# graph is quantized from the shipped toy, whose calibrated graph passes its own tensor check.
 set -euo pipefail
 COMPRESS=${COMPRESS:-compress}
 THREADS=${THREADS:-2}
@@ -51,8 +52,14 @@ export_toy() {  # export_toy SOURCE_TREE OUT_PREFIX [export options]: the toy to
       --out "$prefix-$format" --no-validate "$@" > /dev/null)
   done
 }
+quantize_toy() {  # quantize_toy SOURCE_TREE OUT: the trained toy as an OpenVINO w8a8 graph, built by that tree
+  (cd "$1" && PYTHONPATH="$1" python -m compress quantize toy --format openvino --mode w8a8 --samples 16 \
+    --no-task-check --out "$2" > /dev/null)
+}
 export_toy "$repo" "$work/candidate"
 export_toy "$work/base-src" "$work/baseline"
+quantize_toy "$repo" "$work/candidate-int8"
+quantize_toy "$work/base-src" "$work/baseline-int8"
 export_toy "$repo" "$work/again"
 export_toy "$repo" "$work/slower" --width 24
 
@@ -61,7 +68,8 @@ against() { echo --against "$1-onnx" --against "$1-openvino"; }
 
 # The decision: this checkout against the baseline commit.
 # shellcheck disable=SC2046
-"${compare[@]}" "$work/candidate-onnx" "$work/candidate-openvino" $(against "$work/baseline") --json "$out/compare.json"
+"${compare[@]}" "$work/candidate-onnx" "$work/candidate-openvino" "$work/candidate-int8" $(against "$work/baseline") \
+  --against "$work/baseline-int8" --json "$out/compare.json"
 
 # shellcheck disable=SC2046
 if ! "${compare[@]}" "$work/again-onnx" "$work/again-openvino" $(against "$work/candidate") > "$work/same.log"; then
