@@ -214,7 +214,8 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
               help="SPAN: folder of high-resolution images to crop [default: the shipped training split].")
 @click.option("--keep-sensitive", type=int, default=0, show_default=True,
               help="Leave this many layers unquantized: those whose int8 alone moves the output most on the "
-                   "calibration set (onnx, openvino); the report lists them with their sensitivity.")
+                   "calibration set (onnx, openvino); the report lists them with their sensitivity. SPAN needs 4: "
+                   "its first features feed its last convolution, and rounding them to 8 bits costs dB.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Static batch of a UNet export (2 runs guidance in one call).")
 @click.option("--dynamic-batch", is_flag=True, help="ONNX: make the batch axis dynamic.")
@@ -256,7 +257,7 @@ def quantize_cmd(source, format_, mode, out, samples, seed, steps, data, keep_se
     says by how much); 2 bad input, nothing written.
     Examples:
       compress quantize toy --format openvino --out toy-int8
-      compress quantize span-x4 --format onnx --out span-int8
+      compress quantize span-x4 --format onnx --keep-sensitive 4 --out span-int8
       compress quantize sd14 --init random --format openvino --no-task-check --out sd14-int8
       compress eval --model toy-int8              the quantized graph's quality, sampled by its runtime
       compress bench --backend ov-cpu toy-int8    its latency

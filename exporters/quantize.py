@@ -116,6 +116,8 @@ def quantize(
     kept = [s.layer for s in sensitivity[:keep_sensitive]]
     options = {name: value for defaults in FORMAT_OPTIONS.values() for name, value in defaults.items()}
     options["dynamic_batch"] = dynamic_batch
+    if format == "coreml" and mode == "w8a8":
+        options["minimum_deployment_target"] = "iOS17"  # linear quantization of activations needs iOS17
     with atomic_output_dir(out, overwrite=overwrite) as tmp:
         started = time.time()
         files, excluded = _write_quantized(format, mode, config, tmp, calibration, kept, seed, options)
@@ -320,7 +322,6 @@ def _coreml(mode: str, config: ExportConfig, directory: Path, calibration: Calib
             options: dict[str, Any]) -> list[str]:
     """The fp32 Core ML package, then coremltools' int8 weight quantization (and activations on macOS)."""
     ct = require("coremltools", "coreml quantization")
-    options = {**options, "minimum_deployment_target": "iOS17"}  # linear quantization of activations needs iOS17
     files = write_format("coreml", config, directory, False, seed, options)
     package = directory / files[0]
     model = ct.models.MLModel(str(package), skip_model_load=sys.platform != "darwin")

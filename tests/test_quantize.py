@@ -161,3 +161,16 @@ def test_missing_runtime_and_too_many_kept_layers_are_one_error_line(tmp_path, m
                                  "10000", "--out", tmp_path / "q")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "quantizable layers" in err
     assert not (tmp_path / "q").exists()
+
+
+def test_coreml_w8_stores_int8_weights_and_says_its_numerics_were_not_run_off_macos(tmp_path, monkeypatch, capsys):
+    code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", "coreml", "--mode", "w8",
+                                 "--samples", "8", "--out", tmp_path / "q")
+    assert code == 0, err
+    report = _report(tmp_path / "q")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["weights"] == "int8" and report["options"]["minimum_deployment_target"] == "iOS16"
+    assert "constexpr_affine_dequantize" in checks["Unet.mlpackage:op_set"]["detail"]  # int8 weights, dequantized
+    if sys.platform != "darwin":
+        assert report["validated"] == "structural-only" and "numerics not checked" in err
+        assert checks["task_metric"]["passed"] is None and "needs macOS" in checks["task_metric"]["detail"]
