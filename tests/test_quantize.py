@@ -174,3 +174,12 @@ def test_coreml_w8_stores_int8_weights_and_says_its_numerics_were_not_run_off_ma
     if sys.platform != "darwin":
         assert report["validated"] == "structural-only" and "numerics not checked" in err
         assert checks["task_metric"]["passed"] is None and "needs macOS" in checks["task_metric"]["detail"]
+
+
+def test_openvino_hybrid_compresses_matmul_weights_and_quantizes_the_rest(tmp_path):
+    """optimum-intel's SD recipe: weight-only (asymmetric u8, NNCF's default) for matmuls with a weight, full int8
+    (FakeQuantize on activations, i8 weights) for convolutions; plain w8a8 has no weight-only u8 constants."""
+    artifact = quantize("toy", "openvino", tmp_path / "q", mode="hybrid", samples=8, task_check=False)
+    ir = (tmp_path / "q" / "unet" / "openvino_model.xml").read_text()
+    assert artifact.weights == "int8-hybrid" and artifact.validated is True
+    assert 'type="FakeQuantize"' in ir and 'element_type="u8"' in ir and 'element_type="i8"' in ir
