@@ -248,10 +248,18 @@ def _reaches_constant(node: Any) -> bool:
 
 
 class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over the calibration batches."""
+    """onnxruntime's CalibrationDataReader protocol over the calibration batches, with the `__len__` and
+    `set_range` its strided MinMax calibration reads them by."""
 
     def __init__(self, batches: list[dict[str, np.ndarray]]):
+        self.batches = batches
         self.items = iter(batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.items = iter(self.batches[start_index:end_index])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self.items, None)
@@ -276,7 +284,10 @@ def _onnx(mode: str, source: Path, target: Path, batches: list[dict[str, np.ndar
         str(prepared), str(quantized), _Reader(batches), quant_format=quantization.QuantFormat.QDQ,
         per_channel=True, activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
         op_types_to_quantize=["Conv", "Gemm", "MatMul"], nodes_to_exclude=excluded,
-        calibrate_method=quantization.CalibrationMethod.MinMax, use_external_data_format=large)
+        calibrate_method=quantization.CalibrationMethod.MinMax, use_external_data_format=large,
+        # ranges folded in batch by batch: keeping every batch's intermediate tensors (SD's 4096 x 4096 attention
+        # maps among them) until the end does not fit in memory; min and max fold to the same ranges
+        extra_options={"CalibStridedMinMax": 1})
     onnx.save(onnx.load(str(quantized)), str(target))  # int8 weights fit in one file (SD's UNet: 0.9 GB)
 
 
