@@ -218,6 +218,9 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
                    "its first features feed its last convolution, and rounding them to 8 bits costs dB.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
               help="Static batch of a UNet export (2 runs guidance in one call).")
+@click.option("--height", type=click.IntRange(min=1), default=None,
+              help="A UNet's latent height, calibrated and exported at [default: its sample_size].")
+@click.option("--width", type=click.IntRange(min=1), default=None, help="A UNet's latent width, as --height.")
 @click.option("--dynamic-batch", is_flag=True, help="ONNX: make the batch axis dynamic.")
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="`random`: a registered model's architecture with seeded random weights (sd14 offline; its "
@@ -229,8 +232,8 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
 @click.option("--no-task-check", is_flag=True, help="Skip the task metric (tensor checks only; minutes faster).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
 @user_errors
-def quantize_cmd(source, format_, mode, out, samples, seed, steps, data, keep_sensitive, batch, dynamic_batch, init,
-                 task_samples, task_seeds, no_task_check, overwrite) -> None:
+def quantize_cmd(source, format_, mode, out, samples, seed, steps, data, keep_sensitive, batch, height, width,
+                 dynamic_batch, init, task_samples, task_seeds, no_task_check, overwrite) -> None:
     """Quantize SOURCE (a UNet: toy, sd14, pruned, distilled; or SPAN) to 8 bits for a runtime, calibrated on
     what the model sees when it runs, and check it by tensors and by the task.
 
@@ -271,7 +274,8 @@ def quantize_cmd(source, format_, mode, out, samples, seed, steps, data, keep_se
 
     try:
         artifact = quantize(source, format_, out, mode=mode, samples=samples, seed=seed, keep_sensitive=keep_sensitive,
-                            data=data, steps=steps, batch=batch, dynamic_batch=dynamic_batch, init=init,
+                            data=data, steps=steps, batch=batch, height=height, width=width,
+                            dynamic_batch=dynamic_batch, init=init,
                             task_check=not no_task_check, task_samples=task_samples, task_seeds=task_seeds,
                             overwrite=overwrite)
     except ValidationError as exc:

@@ -80,6 +80,8 @@ def quantize(
     data: str | os.PathLike | None = None,
     steps: int | None = None,
     batch: int = 1,
+    height: int | None = None,
+    width: int | None = None,
     dynamic_batch: bool = False,
     init: str = "pretrained",
     task_check: bool = True,
@@ -92,13 +94,14 @@ def quantize(
     `samples` calibration rows come from the model's own sampling at `steps` (default: 4 LCM steps for a
     consistency student, 25 for a teacher) or, for SPAN, from crops of `data` (default: the shipped training
     split), drawn with `seed`. `keep_sensitive` leaves that many of the most sensitive layers unquantized.
+    `height` and `width`: a UNet's latent size (default: its sample_size), which calibration samples at too.
     Raises ValidationError (folder written) when the tensor or the task check misses its limit.
     """
     check_quantize_options(format, mode, samples, keep_sensitive, None if data is None else str(data))
     task_seeds = check_seeds(task_seeds)
     out = Path(out)
     check_new_folder(out, overwrite)
-    source, config = _load(model, batch, init, seed)
+    source, config = _load(model, batch, height, width, init, seed)
     layers = quantizable_layers(config.module)
     if keep_sensitive > len(layers):
         raise CompressError(f"--keep-sensitive {keep_sensitive} is more than the {len(layers)} quantizable layers "
@@ -148,7 +151,8 @@ def quantize(
     return artifact
 
 
-def _load(model: Any, batch: int, init: str, seed: int) -> tuple[Any, ExportConfig]:
+def _load(model: Any, batch: int, height: int | None, width: int | None, init: str, seed: int
+          ) -> tuple[Any, ExportConfig]:
     """The model object and its export config; SPAN gets dynamic batch and image sizes."""
     from compress.models.resolve import create
     from compress.sr import SPAN, deploy_model
@@ -157,7 +161,7 @@ def _load(model: Any, batch: int, init: str, seed: int) -> tuple[Any, ExportConf
     if isinstance(source, SPAN):
         name = str(model) if isinstance(model, (str, os.PathLike)) else f"span-x{source.scale}"
         return source, SpanExportConfig(deploy_model(source), name, max(2, batch), SPAN_CROP, SPAN_CROP, dynamic=True)
-    return source, load_export_config(source, batch=batch, seed=seed)
+    return source, load_export_config(source, batch=batch, height=height, width=width, seed=seed)
 
 
 def _calibration(source: Any, config: ExportConfig, samples: int, seed: int, data: str | os.PathLike | None,
