@@ -72,9 +72,9 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
             "checks": checks(report), "task": q.get("task", {}), "kept_layers": q["kept_layers"]}
 
 
-def toy_part(work: Path) -> dict[str, Any]:
+def toy_part(work: Path, formats: list[str]) -> dict[str, Any]:
     result = {}
-    for format in ("openvino", "onnx"):
+    for format in formats:
         result[format] = summary(quantized("toy", format, work / f"toy-w8a8-{format}"))
     started = time.time()
     again = quantized("toy", "openvino", work / "toy-w8a8-openvino-again", task_check=False)
@@ -138,24 +138,42 @@ def _rel_l2(part: dict[str, Any]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}" if values else "-"
 
 
+def _spread(result: dict[str, Any], metric: str) -> str:
+    return f"{result[metric]:.4g} ± {result[f'{metric}_std']:.2g}"
+
+
+def _verdict(task: dict[str, Any], metric: str) -> str:
+    """Whether int8 differs from fp32 by more than the two spreads together."""
+    fp32, int8 = task["fp32"], task["quantized"]
+    difference = int8[metric] - fp32[metric]
+    spread = fp32[f"{metric}_std"] + int8[f"{metric}_std"]
+    return (f"{difference:+.3g}, within noise (spreads sum to {spread:.2g})" if abs(difference) <= spread else
+            f"{difference:+.3g}, beyond the spreads ({spread:.2g})")
+
+
 def markdown(result: dict[str, Any]) -> str:
     lines = ["# compress quantize: quality and speed of calibrated int8", "",
              f"Command: `{result['command']}`", "", f"Host: {result['host']}", ""]
     toy = result.get("toy")
     if toy:
         lines += ["## Toy teacher, w8a8, fd through the runtime (500 samples x 3 seeds, 25 DDIM steps, guidance 3)",
-                  "", "| format | fp32 torch fd | int8 fd | ratio (limit) | class_accuracy fp32 -> int8 | "
-                  "rel-L2 on fresh calibration inputs | runtime, precision | passed |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for format in ("openvino", "onnx"):
+                  "", "| format | fp32 torch fd | int8 fd | ratio (limit) | fp32 torch kid | int8 kid | "
+                  "class_accuracy fp32 -> int8 | rel-L2 on fresh calibration inputs | runtime, precision | passed |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        formats = [format for format in ("openvino", "onnx") if format in toy]
+        for format in formats:
             part = toy[format]
             task = part["task"]
             ratio = part["checks"]["task_fd_ratio"]
             fp32, int8 = task["fp32"], task["quantized"]
             lines.append(f"| {format} | {fp32['fd']:.2f} ± {fp32['fd_std']:.2f} | {int8['fd']:.2f} ± "
-                         f"{int8['fd_std']:.2f} | {ratio['value']:.3f} ({ratio['limit']}) | "
-                         f"{fp32['class_accuracy']:.3f} -> {int8['class_accuracy']:.3f} | {_rel_l2(part)} | "
+                         f"{int8['fd_std']:.2f} | {ratio['value']:.3f} ({ratio['limit']}) | {_spread(fp32, 'kid')} | "
+                         f"{_spread(int8, 'kid')} | {fp32['class_accuracy']:.3f} -> {int8['class_accuracy']:.3f} | "
+                         f"{_rel_l2(part)} | "
                          f"{int8['runtime']}, {int8['precision']} | {part['validated']} |")
+        lines += ["", "Means +- std over seeds 0, 1, 2. " + " ".join(
+            f"{format}: fd {_verdict(toy[format]['task'], 'fd')}, kid {_verdict(toy[format]['task'], 'kid')}."
+            for format in formats)]
         same = toy["reproducible"]
         lines += ["", f"Same seed, quantized again: weights file byte-identical: "
                       f"{same['same_seed_same_weights_file']} ({same['bytes']} bytes); calibration record equal: "
@@ -208,6 +226,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--calls", type=int, default=3)
     parser.add_argument("--sd14-samples", type=int, default=32, help="calibration rows of the sd14 UNet")
+    parser.add_argument("--toy-formats", default="openvino,onnx", help="formats the toy is quantized for")
     args = parser.parse_args()
     parts = [p for p in args.parts.split(",") if p]
     unknown = [p for p in parts if p not in PARTS]
@@ -220,8 +239,10 @@ def main() -> None:
         cached = args.work / f"{part}.json"
         if not cached.is_file():
             started = time.time()
-            value = toy_part(args.work) if part == "toy" else span_part(args.work) if part == "span" else \
-                sd14_part(args.work, args)
+            if part == "toy":
+                value = toy_part(args.work, args.toy_formats.split(","))
+            else:
+                value = span_part(args.work) if part == "span" else sd14_part(args.work, args)
             value["seconds"] = round(time.time() - started, 1)
             write_json(cached, value)
         result[part] = read_json(cached)
