@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,22 @@ def _structural_note(validated: bool | str | None, format: str) -> None:
     if validated == STRUCTURAL_ONLY:
         click.echo(f"  numerics not checked on this host: {format} cannot run here, so only the structure was "
                    "checked (validated: structural-only)", err=True)
+
+
+def _checked(make: Callable[[], ExportArtifact]) -> ExportArtifact:
+    """Run an export or quantization and print its checks; a failed validation prints them, its error line, and
+    exits 1 (the folder is kept)."""
+    from exporters import ValidationError
+
+    try:
+        artifact = make()
+    except ValidationError as exc:
+        _summary(exc.artifact)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    _summary(artifact)
+    _structural_note(artifact.validated, artifact.format)
+    return artifact
 
 
 def _export_pipeline(source: str, format_: str, out: str, fp16: bool | None, target: str, validate: bool,
@@ -174,21 +191,14 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
                                    "folder (pass --unet-only to export its UNet alone)")
         _export_pipeline(source, format_, out, fp16, minimum_deployment_target, not no_validate, overwrite, seed)
         return
-    from exporters import ValidationError, export, validate_artifact
+    from exporters import export, validate_artifact
 
-    try:
-        if validate_only:
-            artifact = validate_artifact(out, source)
-        else:
-            artifact = export(source, format_, out, batch=batch, height=height, width=width,
-                              sequence_length=sequence_length, fp16=fp16, init=init, seed=seed,
-                              validate=not no_validate, overwrite=overwrite, **options)
-    except ValidationError as exc:
-        _summary(exc.artifact)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    _summary(artifact)
-    _structural_note(artifact.validated, artifact.format)
+    if validate_only:
+        artifact = _checked(lambda: validate_artifact(out, source))
+    else:
+        artifact = _checked(lambda: export(source, format_, out, batch=batch, height=height, width=width,
+                                           sequence_length=sequence_length, fp16=fp16, init=init, seed=seed,
+                                           validate=not no_validate, overwrite=overwrite, **options))
     size = artifact.total_bytes / 1e6
     click.echo(f"wrote {out}/{artifact.path} ({artifact.format}, {size:.1f} MB, {artifact.export_seconds:.1f} s)")
 
@@ -269,21 +279,12 @@ def quantize_cmd(source, format_, mode, out, samples, seed, steps, data, keep_se
     check_quantize_options(format_, mode, samples, keep_sensitive, data)
     task_seeds = check_seeds(task_seeds)
     check_new_folder(out, overwrite)
-    from exporters import ValidationError
     from exporters.quantize import quantize
 
-    try:
-        artifact = quantize(source, format_, out, mode=mode, samples=samples, seed=seed, keep_sensitive=keep_sensitive,
-                            data=data, steps=steps, batch=batch, height=height, width=width,
-                            dynamic_batch=dynamic_batch, init=init,
-                            task_check=not no_task_check, task_samples=task_samples, task_seeds=task_seeds,
-                            overwrite=overwrite)
-    except ValidationError as exc:
-        _summary(exc.artifact)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
-    _summary(artifact)
-    _structural_note(artifact.validated, artifact.format)
+    artifact = _checked(lambda: quantize(
+        source, format_, out, mode=mode, samples=samples, seed=seed, keep_sensitive=keep_sensitive, data=data,
+        steps=steps, batch=batch, height=height, width=width, dynamic_batch=dynamic_batch, init=init,
+        task_check=not no_task_check, task_samples=task_samples, task_seeds=task_seeds, overwrite=overwrite))
     kept = artifact.quantization["kept_layers"]
     if kept:
         click.echo(f"  kept unquantized: {', '.join(k['layer'] for k in kept)}", err=True)
