@@ -7,7 +7,7 @@ import sys
 import click
 
 from compress.bench.cli import bench_cmd, compare_cmd, npu_check_cmd
-from compress.clitools import user_errors
+from compress.clitools import feature_cache_options, user_errors
 from compress.distill.settings import LOSSES, METHODS, DistillSettings, check_distill
 from compress.evaluate.cli import eval_cmd
 from compress.evaluate.defaults import SAMPLER_NAMES
@@ -293,14 +293,17 @@ def distill_cmd(teacher, method, student, out, data, steps, lr, batch_size, solv
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", required=True, type=click.Path(), help="Image file to write: .png, .jpg or .jpeg.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+@feature_cache_options
 @user_errors
-def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed, out, overwrite) -> None:
+def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed, out, overwrite, cache_interval,
+               cache_branch) -> None:
     """Sample images from a model with the scheduler saved with it (LCM for distilled students).
 
     \b
       compress sample --model toy-lcm --steps 4 --class 7 --out seven.png
       compress sample --model out/toy-onnx --out digits.png      # an export, run by onnxruntime
       compress sample --model sd14-lcm --pipeline ./sd-v1-4 --prompt "a red bus" --steps 4 --out bus.png
+      compress sample --model toy --cache-interval 3 --out cached.png   # DeepCache-style reuse
     """
     check_model_ref(model)
     check_new_files([out], overwrite)
@@ -308,7 +311,7 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
     from compress.evaluate.generate import generate
 
     path = generate(model, out, steps=steps, sampler=sampler, class_id=class_id, prompt=prompt, guidance=guidance,
-                    seed=seed, pipeline=pipeline)
+                    seed=seed, pipeline=pipeline, cache_interval=cache_interval, cache_branch=cache_branch)
     click.echo(f"wrote {path}")
 
 

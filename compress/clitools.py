@@ -66,3 +66,14 @@ class IntList(click.ParamType):
         except ValueError:
             self.fail(f"{value!r} is not a comma-separated list of integers (e.g. 0,1,2)", param, ctx)
         return items
+
+
+def feature_cache_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`--cache-interval` and `--cache-branch`, the same on every command that samples."""
+    fn = click.option("--cache-branch", type=click.IntRange(min=0), default=0, show_default=True,
+                      help="With --cache-interval: the skip branch whose deep input is reused (0 = the shallowest, "
+                           "the most work skipped).")(fn)
+    return click.option("--cache-interval", type=click.IntRange(min=1), default=None,
+                        help="DeepCache-style feature reuse (torch UNets): a full UNet call every N steps, the "
+                             "calls between run only the outer blocks. 1 = every call full (same samples as "
+                             "without).")(fn)

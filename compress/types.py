@@ -148,6 +148,7 @@ class EvalResult(Record):
     kid: the kernel (MMD^2) distance between the same features, unbiased, so comparable across sample counts;
     fd_real / kid_real: the same between train and held-out digits, the floor a perfect model reaches.
     runtime / precision: what computed the UNet ("torch", or the export's runtime) and in what precision.
+    cache_interval / cache_branch: the feature-reuse setting the samples were drawn with (None: every call full).
     """
 
     model: str
@@ -169,6 +170,8 @@ class EvalResult(Record):
     precision: str
     seconds: float  # the whole evaluation: loading, sampling, classifying
     sampling_seconds: float  # sampling alone, all seeds: seconds / (samples x seeds) is the wall time per sample
+    cache_interval: int | None = None  # DeepCache-style feature reuse (compress.models.feature_cache); None = off
+    cache_branch: int | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from compress.clitools import IntList, user_errors
+from compress.clitools import IntList, feature_cache_options, user_errors
 from compress.evaluate.defaults import DEFAULT_SEEDS, SAMPLER_NAMES, check_seeds
 from compress.io import check_new_files, image_format
 from compress.models.guidance import DEFAULT_GUIDANCE
@@ -33,9 +33,11 @@ from compress.models.registry import check_model_ref
               help="Write a grid of the first seed's samples (one class per column) here, .png or .jpg; default: "
                    "beside --json, same stem, .png.")
 @click.option("--overwrite", is_flag=True, help="Replace --json and the grid if they exist.")
+@feature_cache_options
 @user_errors
 def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance: float, seeds: tuple[int, ...],
-             json_path: Path | None, grid_path: Path | None, overwrite: bool) -> None:
+             json_path: Path | None, grid_path: Path | None, overwrite: bool, cache_interval: int | None,
+             cache_branch: int) -> None:
     """Sample a toy-family model once per seed and score the samples: mean +- std over the seeds.
 
     \b
@@ -49,6 +51,7 @@ def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance
     compress eval --model toy                           3 seeds, about 2.5 min on 2 CPU cores
     compress eval --model out/pruned --steps 10 --json out/pruned/eval.json
     compress eval --model out/toy-onnx                  an export, sampled by its runtime
+    compress eval --model toy --cache-interval 3        DeepCache-style reuse of deep features
     """
     check_model_ref(model)
     check_seeds(seeds)
@@ -59,11 +62,14 @@ def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance
         image_format(grid_path)
     from compress.evaluate.quality import evaluate
     result = evaluate(model, steps=steps, sampler=sampler, samples=samples, guidance=guidance, seeds=seeds,
-                      json_path=json_path, grid_path=grid_path, progress=True)
+                      json_path=json_path, grid_path=grid_path, progress=True, cache_interval=cache_interval,
+                      cache_branch=cache_branch)
     click.echo(f"model           {result.model}")
     click.echo(f"runtime         {result.runtime} ({result.precision})")
     click.echo(f"sampling        {result.sampler}, {result.steps} steps, guidance {result.guidance:g}, "
-               f"{result.samples} samples x seeds {','.join(map(str, result.seeds))}")
+               f"{result.samples} samples x seeds {','.join(map(str, result.seeds))}"
+               + (f", features reused: a full call every {cache_interval} steps, branch {cache_branch}"
+                  if cache_interval is not None else ""))
     for metric in ("class_accuracy", "fd", "kid"):
         mean, std = getattr(result, metric), getattr(result, f"{metric}_std")
         per_seed = " ".join(f"{run[metric]:.4g}" for run in result.per_seed)

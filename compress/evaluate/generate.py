@@ -29,11 +29,14 @@ def generate(
     guidance: float | None = None,
     seed: int = 0,
     pipeline: str | os.PathLike | None = None,
+    cache_interval: int | None = None,
+    cache_branch: int = 0,
 ) -> Path:
     """Write an image (PNG or JPEG, by `out`'s extension): toy family, one digit (`class_id`) or one of each
     class; SD family, one image for `prompt`.
 
     `model` may be a folder `compress export` wrote: its UNet then runs in the export's runtime.
+    `cache_interval` / `cache_branch`: DeepCache-style feature reuse (`compress.models.feature_cache`).
     """
     file_format = image_format(out)  # before any sampling
     loaded = load_sampling_model(model)
@@ -45,12 +48,13 @@ def generate(
         if class_id is not None and not 0 <= class_id < NUM_CLASSES:
             raise CompressError(f"--class must be a digit 0..{NUM_CLASSES - 1}, got {class_id}")
         labels = torch.tensor([class_id]) if class_id is not None else torch.arange(NUM_CLASSES)
-        images = sample(loaded, labels, steps=steps, sampler=sampler, guidance=guidance, seed=seed)
+        images = sample(loaded, labels, steps=steps, sampler=sampler, guidance=guidance, seed=seed,
+                        cache_interval=cache_interval, cache_branch=cache_branch)
         save_grid(images, out, columns=len(labels))
         return out
     if class_id is not None or prompt is None:
         raise CompressError("SD-family models need --prompt (and no --class)")
-    image = _sample_sd(loaded, prompt, steps, sampler, guidance, seed, pipeline)
+    image = _sample_sd(loaded, prompt, steps, sampler, guidance, seed, pipeline, cache_interval, cache_branch)
     with atomic_file(out) as tmp:
         Image.fromarray(image).save(tmp, format=file_format)
     return out
@@ -58,7 +62,7 @@ def generate(
 
 @torch.inference_mode()
 def _sample_sd(model: DiffusionModel, prompt: str, steps: int, sampler: str | None, guidance: float, seed: int,
-               pipeline: str | os.PathLike | None) -> np.ndarray:
+               pipeline: str | os.PathLike | None, cache_interval: int | None, cache_branch: int) -> np.ndarray:
     """Encode the prompt, denoise latents, decode with the pipeline's VAE: (H, W, 3) uint8."""
     from diffusers import AutoencoderKL
 
@@ -74,7 +78,8 @@ def _sample_sd(model: DiffusionModel, prompt: str, steps: int, sampler: str | No
     size = unet.config.sample_size
     noise = torch.randn((1, unet.config.in_channels, size, size), generator=generator)
     scheduler = make_scheduler(model.scheduler_config, sampler, steps)
-    latents = denoise(unet, scheduler, steps, noise, cond, uncond, guidance, generator)
+    latents = denoise(unet, scheduler, steps, noise, cond, uncond, guidance, generator,
+                      cache_interval=cache_interval, cache_branch=cache_branch)
     vae = AutoencoderKL.from_pretrained(root / "vae").eval()
     image = vae.decode(latents / vae.config.scaling_factor).sample[0]
     return ((image.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()

@@ -80,12 +80,15 @@ def evaluate(
     json_path: str | os.PathLike | None = None,
     grid_path: str | os.PathLike | None = None,
     progress: bool = False,
+    cache_interval: int | None = None,
+    cache_branch: int = 0,
 ) -> EvalResult:
     """Sample `samples` images (labels cycling 0..9) per seed, score each run, and report mean and spread.
 
     `model` is a toy-family registry name, a folder the toolkit wrote (pruned, recovered, distilled), a folder
     `compress export` wrote (sampled through its runtime) or a loaded `DiffusionModel`. `sampler=None` uses the
     scheduler saved with the model (DDIM if none). Optionally writes the JSON and a PNG grid of the first seed.
+    `cache_interval` / `cache_branch`: DeepCache-style feature reuse while sampling (`sample`).
     """
     if samples < 2:
         raise CompressError(f"samples must be at least 2 (a covariance needs two), got {samples}")
@@ -101,7 +104,7 @@ def evaluate(
     for seed in seeds:
         sampling_start = time.perf_counter()
         images = sample(loaded, labels, steps=steps, sampler=sampler_name, guidance=guidance, seed=seed,
-                        batch_size=SAMPLING_BATCH, bar=bar)
+                        batch_size=SAMPLING_BATCH, bar=bar, cache_interval=cache_interval, cache_branch=cache_branch)
         sampling_seconds = time.perf_counter() - sampling_start
         predicted, features = classify(images)
         runs.append({"seed": seed, "class_accuracy": round((predicted == labels).float().mean().item(), 4),
@@ -128,6 +131,8 @@ def evaluate(
         precision=getattr(loaded.unet, "precision", str(loaded.unet.dtype).removeprefix("torch.")),
         seconds=round(time.perf_counter() - start, 1),
         sampling_seconds=round(sum(run["sampling_seconds"] for run in runs), 2),
+        cache_interval=cache_interval,
+        cache_branch=cache_branch if cache_interval is not None else None,
     )
     if json_path is not None:
         with atomic_file(json_path) as tmp:

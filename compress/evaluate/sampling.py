@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from compress.errors import CompressError
 from compress.evaluate.defaults import SAMPLER_NAMES
+from compress.models.feature_cache import DeepFeatureCache
 from compress.models.guidance import DEFAULT_GUIDANCE, guidance_embedding
 from compress.models.loading import DiffusionModel, scheduler_from_config
 from compress.models.resolve import load_diffusion_model
@@ -86,6 +87,8 @@ def sample(
     batch_size: int = 250,
     progress: bool = False,
     bar: tqdm | None = None,
+    cache_interval: int | None = None,
+    cache_branch: int = 0,
 ) -> torch.Tensor:
     """Generate one image per class id in `labels`: (N, C, H, W) in [-1, 1].
 
@@ -93,7 +96,8 @@ def sample(
     `guidance` is the classifier-free guidance scale (1 = conditional only, one UNet pass).
     The same seed and batch size give identical images. The initial noise is drawn for all
     samples at once, so with deterministic samplers `batch_size` changes them only by rounding. `bar` (one
-    update per batch and step) lets a caller show several sampling runs on one progress bar.
+    update per batch and step) lets a caller show several sampling runs on one progress bar. `cache_interval`
+    (with `cache_branch`) reuses deep UNet features between full calls (`compress.models.feature_cache`).
     """
     if model.conditioner is None:
         raise CompressError(f"sampling needs a toy-family model with a class conditioner; {model.name} has none")
@@ -114,7 +118,8 @@ def sample(
             total=len(chunks) * steps, desc="sample", disable=not progress) as bar:
         for x, chunk_labels in chunks:
             cond = model.conditioner(chunk_labels).to(unet.dtype)
-            images.append(denoise(unet, scheduler, steps, x, cond, uncond, guidance, generator, bar).clamp(-1.0, 1.0))
+            images.append(denoise(unet, scheduler, steps, x, cond, uncond, guidance, generator, bar,
+                                  cache_interval, cache_branch).clamp(-1.0, 1.0))
     return torch.cat(images)
 
 
@@ -128,22 +133,30 @@ def denoise(
     guidance: float,
     generator: torch.Generator,
     bar: tqdm | None = None,
+    cache_interval: int | None = None,
+    cache_branch: int = 0,
 ) -> torch.Tensor:
     """One sampling run from `noise` with classifier-free guidance.
 
     A consistency student (a UNet with `time_cond_proj_dim`) takes the guidance scale as an
-    embedding instead, so it needs one UNet pass per step.
+    embedding instead, so it needs one UNet pass per step. With `cache_interval`, every UNet call goes through
+    one `DeepFeatureCache` (the conditional and unconditional passes as two streams); None calls the UNet as is.
     """
+    cache = DeepFeatureCache(unet, cache_interval, cache_branch) if cache_interval is not None else None
+
+    def call(step: int, stream: str, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return cache(step, stream, *args, **kwargs) if cache is not None else unet(*args, **kwargs).sample
+
     scheduler.set_timesteps(steps)  # resets the step counter of stateful schedulers
     x = noise * scheduler.init_noise_sigma
     embed_dim = unet.config.get("time_cond_proj_dim")
     w_embedding = guidance_embedding(torch.full((len(x),), float(guidance)), embed_dim).to(x) if embed_dim else None
     uncond_batch = uncond.expand(len(x), -1, -1)
-    for t in scheduler.timesteps:
+    for step, t in enumerate(scheduler.timesteps):
         model_input = scheduler.scale_model_input(x, t)
-        prediction = unet(model_input, t, cond, timestep_cond=w_embedding).sample
+        prediction = call(step, "cond", model_input, t, cond, timestep_cond=w_embedding)
         if guidance != 1.0 and w_embedding is None:  # cond and uncond as two batches: faster on CPU than one
-            uncond_prediction = unet(model_input, t, uncond_batch).sample
+            uncond_prediction = call(step, "uncond", model_input, t, uncond_batch)
             prediction = uncond_prediction + guidance * (prediction - uncond_prediction)
         x = scheduler.step(prediction, t, x, generator=generator).prev_sample
         if bar is not None:
