@@ -315,6 +315,45 @@ def sample_cmd(model, steps, sampler, class_id, prompt, guidance, pipeline, seed
     click.echo(f"wrote {path}")
 
 
+@main.command("chain")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Chain folder: each stage writes OUT/NN-stage/; rerunning into it skips the stages whose inputs "
+                   "and options are unchanged and continues a stopped one.")
+@click.option("--dry-run", is_flag=True, help="Check the recipe, print the plan and what a run would skip, stop.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@user_errors
+def chain_cmd(recipe: str, out: str, dry_run: bool, no_progress: bool) -> None:
+    """Run a recipe: prune, recover, distill, quantize, export, bench, eval (each optional, in that order).
+
+    \b
+    Each stage calls the library function of its subcommand with the recipe's options (TOML tables named
+    after the stages), writes OUT/NN-stage/ and records a hash of its inputs and options there. The report
+    (OUT/chain_report.{json,md}, chain_tradeoff.png) plots quality against latency per image on each bench
+    backend, marks the Pareto front and selects the fastest setting within the quality limit.
+
+    \b
+      compress chain calib_data/recipes/toy-phone.toml --out runs/toy-phone
+      compress chain calib_data/recipes/toy-phone.toml --out runs/toy-phone --dry-run
+      compress chain calib_data/recipes/sd14-structure.toml --out runs/sd14
+    """
+    from compress.chain.api import check_out, describe_plan
+
+    check_out(out)
+    for line in describe_plan(recipe, out):
+        click.echo(line)
+    if dry_run:
+        return
+    from compress.chain.api import run_chain
+    from exporters.validate import ValidationError
+
+    try:
+        run_chain(recipe, out, say=click.echo, progress=not no_progress)
+    except ValidationError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
 def run() -> None:
     """Console entry point: click usage errors also become one `error:` line and exit code 2; a group called with
     no command prints its help and exits 0."""

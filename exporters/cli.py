@@ -17,11 +17,13 @@ from compress.types import ExportArtifact
 from exporters.formats import (
     ATTENTION_IMPLEMENTATIONS,
     DEFAULT_FP16,
+    DEFAULT_QUANT_SAMPLES,
     FORMATS,
     MIN_OPSET,
     PALETTE_BITS,
     QUANT_MODES,
     TARGETS,
+    TASK_SAMPLES,
     check_export_options,
     check_quantize_options,
 )
@@ -211,7 +213,7 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
               help="w8a8: int8 weights and activations, calibrated. hybrid (openvino): optimum-intel's SD recipe, "
                    "int8 weights for matmuls and w8a8 for the rest. w8: int8 weights only, data-free.")
 @click.option("--out", required=True, type=click.Path(), help="Output folder (must not exist unless --overwrite).")
-@click.option("--samples", type=int, default=128, show_default=True,
+@click.option("--samples", type=int, default=DEFAULT_QUANT_SAMPLES, show_default=True,
               help="Calibration rows: UNet calls recorded along the model's own sampling, an equal share from every "
                    "step (SPAN: low-resolution crops).")
 @click.option("--seed", type=int, default=0, show_default=True,
@@ -235,7 +237,7 @@ def export_cmd(source, format_, out, batch, height, width, sequence_length, fp16
 @click.option("--init", type=click.Choice(["pretrained", "random"]), default="pretrained", show_default=True,
               help="`random`: a registered model's architecture with seeded random weights (sd14 offline; its "
                    "quality then rests on the tensor check alone).")
-@click.option("--task-samples", type=click.IntRange(min=2), default=500, show_default=True,
+@click.option("--task-samples", type=click.IntRange(min=2), default=TASK_SAMPLES, show_default=True,
               help="Toy: samples per seed of the fd check.")
 @click.option("--task-seeds", type=IntList(), default=",".join(map(str, DEFAULT_SEEDS)), show_default=True,
               help="Toy: sampling seeds of the fd check (mean over them).")

@@ -53,6 +53,8 @@ def check_export_options(format: str, options: dict[str, Any]) -> None:
 
 # `compress quantize`: the modes each format offers. w8a8: int8 weights and activations, calibrated; w8: int8 weights
 # only (data-free); hybrid (OpenVINO): optimum-intel's SD recipe, int8 weights of matmuls and w8a8 for the rest.
+DEFAULT_QUANT_SAMPLES = 128  # calibration rows (Qualcomm's SD recipe uses 100 over the sampling steps)
+TASK_SAMPLES = 500  # toy samples per seed for the quantized fd check (`compress eval`'s default)
 QUANT_MODES = {"openvino": ("w8a8", "hybrid", "w8"), "onnx": ("w8a8", "w8"), "coreml": ("w8", "w8a8")}
 QUANT_RUNTIMES = {"openvino": ("openvino", "nncf", "onnx", "onnxscript"), "onnx": ("onnx", "onnxscript", "onnxruntime"),
                   "coreml": ("coremltools",)}

@@ -46,7 +46,7 @@ from exporters import openvino
 from exporters.api import describe_export, write_format
 from exporters.calibration import CalibrationSet, span_calibration, unet_calibration
 from exporters.config import ExportConfig, SpanExportConfig, load_export_config
-from exporters.formats import FORMAT_OPTIONS, MIN_OPSET, check_quantize_options
+from exporters.formats import DEFAULT_QUANT_SAMPLES, FORMAT_OPTIONS, MIN_OPSET, TASK_SAMPLES, check_quantize_options
 from exporters.onnx import EXTERNAL_DATA_SUFFIX, export_onnx
 from exporters.sensitivity import (
     SENSITIVITY_BATCH,
@@ -58,13 +58,11 @@ from exporters.sensitivity import (
 from exporters.utils import describe_exception, peak_memory_mb, status
 from exporters.validate import REPORT_FILE, ValidationError, make_check, run_checks
 
-DEFAULT_SAMPLES = 128  # calibration rows (Qualcomm's SD recipe uses 100 over the sampling steps)
 VALIDATION_BATCHES = 4  # fresh calibration-distributed batches the tensor check runs
 SPAN_CROP = 64  # low-resolution calibration crop; the SPAN graph is exported with dynamic sizes, traced here
 FD_RATIO_LIMITS = {"openvino": 1.10, "onnx": 1.15, "coreml": 1.15}  # quantized fd / fp32 torch fd, means
 ACCURACY_DROP_LIMIT = 0.02
 PSNR_DROP_LIMIT_DB = 0.1
-TASK_SAMPLES = 500  # toy samples per seed for the fd check (`compress eval`'s default)
 WEIGHTS = {"w8a8": "int8-w8a8", "hybrid": "int8-hybrid", "w8": "int8"}  # ExportArtifact.weights by mode
 
 
@@ -74,7 +72,7 @@ def quantize(
     out: str | os.PathLike,
     *,
     mode: str = "w8a8",
-    samples: int = DEFAULT_SAMPLES,
+    samples: int = DEFAULT_QUANT_SAMPLES,
     seed: int = 0,
     keep_sensitive: int = 0,
     data: str | os.PathLike | None = None,
