@@ -135,6 +135,29 @@ CASES = {
     "quantize-task-seeds-repeat": ("quantize toy --format onnx --task-seeds 1,1 --out {t}/q", "repeats a value"),
     "quantize-existing-out": ("quantize toy --format onnx --out {t}/imgs", "already exists (pass --overwrite"),
     "quantize-unknown-model": ("quantize sd99 --format onnx --out {t}/q", "unknown model 'sd99'"),
+    # compress chain: a malformed recipe names the file, the stage and the key
+    "chain-unknown-stage": ("chain {t}/recipes/unknown-stage.toml --out {t}/run",
+        "unknown-stage.toml: [finetune]: unknown stage"),
+    "chain-unknown-option": ("chain {t}/recipes/unknown-option.toml --out {t}/run",
+        "unknown-option.toml: [recover] stepz: unknown option"),
+    "chain-unknown-table-option": ("chain {t}/recipes/unknown-table-option.toml --out {t}/run",
+        "unknown-table-option.toml: [prune.score] sample: unknown option"),
+    "chain-type-error": ("chain {t}/recipes/type-error.toml --out {t}/run",
+        "type-error.toml: [prune] ratio: expected a number, got 'a third'"),
+    "chain-list-type-error": ("chain {t}/recipes/list-type-error.toml --out {t}/run",
+        "list-type-error.toml: [eval] seeds: expected a list of integers, got [0, 'one']"),
+    "chain-value-error": ("chain {t}/recipes/value-error.toml --out {t}/run",
+        "value-error.toml: [prune] --ratio must be strictly between 0 and 1"),
+    "chain-not-toml": ("chain {t}/file.txt --out {t}/run", "file.txt: not valid TOML"),
+    "chain-missing-recipe": ("chain {t}/nowhere.toml --out {t}/run", "recipe not found"),
+    "chain-no-model": ("chain {t}/recipes/no-model.toml --out {t}/run", "no-model.toml: model: missing"),
+    "chain-unknown-model": ("chain {t}/recipes/unknown-model.toml --out {t}/run", "unknown model 'sd99'"),
+    "chain-recover-without-prune": ("chain {t}/recipes/recover-alone.toml --out {t}/run",
+        "recover-alone.toml: [recover] needs a [prune] stage"),
+    "chain-stage-of-another-family": ("chain {t}/recipes/span-prune.toml --out {t}/run",
+        "span-prune.toml: [prune]: a chain cannot prune a span-family model"),
+    "chain-unknown-backend": ("chain {t}/recipes/unknown-backend.toml --out {t}/run", "unknown backend"),
+    "chain-out-not-a-chain-folder": ("chain {t}/recipes/valid.toml --out {t}/imgs", "is not a chain folder"),
 }
 
 
@@ -161,6 +184,25 @@ def _make_fixtures(t: Path) -> None:
     (t / "truncated.onnx").write_bytes(_tiny_onnx_bytes()[:40])
     (t / "span-bad").mkdir()
     (t / "span-bad" / "config.json").write_text("{not json")
+    (t / "recipes").mkdir()
+    for name, text in RECIPES.items():
+        (t / "recipes" / f"{name}.toml").write_text(text)
+
+
+RECIPES = {
+    "valid": 'model = "toy"\n[eval]\n',
+    "unknown-stage": 'model = "toy"\n[finetune]\nsteps = 3\n',
+    "unknown-option": 'model = "toy"\n[prune]\nratio = 0.3\n[recover]\nstepz = 3\n',
+    "unknown-table-option": 'model = "toy"\n[prune]\nratio = 0.3\n[prune.score]\nsample = 4\n',
+    "type-error": 'model = "toy"\n[prune]\nratio = "a third"\n',
+    "list-type-error": 'model = "toy"\n[eval]\nseeds = [0, "one"]\n',
+    "value-error": 'model = "toy"\n[prune]\nratio = 1.5\n',
+    "no-model": '[eval]\nsamples = 10\n',
+    "unknown-model": 'model = "sd99"\n[eval]\n',
+    "recover-alone": 'model = "toy"\n[recover]\nsteps = 3\n',
+    "span-prune": 'model = "span-x4"\n[prune]\nratio = 0.3\n',
+    "unknown-backend": 'model = "toy"\n[bench]\nbackend = ["ov-npu2"]\n',
+}
 
 
 def _tiny_onnx_bytes() -> bytes:

@@ -4,8 +4,9 @@ One row per scored setting of a point (teacher, pruned, recovered at the teacher
 reuse; distilled and quantized students at each step count). Latency per image on each bench backend is UNet calls
 per image (steps, doubled by classifier-free guidance for a DDIM model) x the point's per-call p50, and its speed-up
 over the teacher carries the interleaved per-call ratio's 95% interval. Feature reuse runs in torch only, so those
-rows have only the eval's end-to-end sampling time (the `sampling` axis) and no backend latency. A row is on the Pareto front of a latency
-axis when no faster row has better quality; the selection is the fastest row within the recipe's quality limit.
+rows have only the eval's end-to-end sampling time (the `sampling` axis) and no backend latency. A row is on the
+Pareto front of a latency axis when no faster row has better quality; the selection is the fastest row within the
+recipe's quality limit.
 """
 
 from __future__ import annotations
