@@ -40,6 +40,7 @@ def main() -> None:
     compress models                         list the models this toolkit knows
     compress prune --model sd14 --ratio 0.3 score blocks, remove the least important
     compress eval --model toy               sample and score quality (toy family)
+    compress chain RECIPE.toml --out DIR    prune, recover, distill, quantize, export, bench, eval in one run
     """
 
 

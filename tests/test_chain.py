@@ -18,29 +18,23 @@ from compress.io import load_safetensors
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "calib_data" / "recipes").glob("*.toml"))
 
-# prune + a short recovery that checkpoints every 2 steps: long enough to be killed between checkpoints
-RESUMABLE = """model = "toy"
+PRUNE = """model = "toy"
 [prune]
 ratio = 0.3
 budget = "params"
 [prune.score]
 samples = 4
 steps = 2
-[recover]
+"""
+# prune + a short recovery that checkpoints every 2 steps: long enough to be killed between checkpoints
+RESUMABLE = PRUNE + """[recover]
 steps = 40
 batch_size = 4
 checkpoint_every = 2
 """
 
-# every stage, as small as each allows
-WHOLE = """model = "toy"
-[prune]
-ratio = 0.3
-budget = "params"
-[prune.score]
-samples = 4
-steps = 2
-[distill]
+# every stage but recover, as small as each allows
+WHOLE = PRUNE + """[distill]
 steps = 2
 batch_size = 4
 [quantize]

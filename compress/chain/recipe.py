@@ -106,11 +106,8 @@ class Recipe:
     family: str = ""
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def settings(self, stage: str, table: str | None = None) -> Any:
-        """The options of `stage` (or of its settings `table`) as the dataclass its library function takes."""
-        schema = _schemas()[stage]
-        if table is not None:
-            return schema[table][0](**self.stages[stage][table])
+    def settings(self, stage: str) -> Any:
+        """The options of `recover` or `distill` as the settings dataclass its library function takes."""
         from compress.distill.settings import DistillSettings
         from compress.recover.settings import RecoverSettings
 
@@ -251,75 +248,85 @@ def stage_folder(out: str | os.PathLike, stage: str) -> Path:
 
 def check_recipe(recipe: Recipe, out: str | os.PathLike) -> None:
     """Each stage's own checks (those its subcommand runs before work, against the folder it will write), and how
-    the stages fit together."""
-    from compress.bench.backends import usable_backend
-    from compress.distill.settings import check_distill
-    from compress.evaluate.defaults import check_seeds
+    the stages fit together. A refusal names the recipe and the stage."""
+    for stage, options in recipe.stages.items():
+        try:
+            if stage == "recover" and "prune" not in recipe.stages:
+                raise CompressError("needs a [prune] stage before it: recovery distils a pruned student")
+            _STAGE_CHECKS[stage](recipe, options, stage_folder(out, stage))
+        except CompressError as exc:
+            raise CompressError(f"{recipe.path}: [{stage}] {exc}") from None
+
+
+def _check_prune(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
     from compress.prune.settings import LatencySettings, ScoreSettings, check_prune
+
+    if o["ratio"] is None and o["preset"] is None and o["width"] is None:
+        raise CompressError("ratio: missing (or give preset or width)")
+    check_prune(folder, ratio=o["ratio"], preset=o["preset"], budget=o["budget"], granularity=o["granularity"],
+                score=ScoreSettings(**o["score"]), latency=LatencySettings(**o["latency"]),
+                max_overshoot=o["max_overshoot"], overwrite=True, width=o["width"],
+                width_importance=o["width_importance"])
+
+
+def _check_recover(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
     from compress.recover.settings import check_recover
-    from exporters.formats import DEFAULT_FP16, FORMAT_OPTIONS, check_export_options, check_quantize_options
 
-    stages, path = recipe.stages, recipe.path
+    check_recover(folder, recipe.settings("recover"), resume=False, overwrite=True)
 
-    def fail(stage: str, message: str) -> None:
-        raise CompressError(f"{path}: [{stage}] {message}")
 
-    try:
-        stage = "prune"
-        if stage in stages:
-            o = stages[stage]
-            if o["ratio"] is None and o["preset"] is None and o["width"] is None:
-                fail(stage, "ratio: missing (or give preset or width)")
-            check_prune(stage_folder(out, stage), ratio=o["ratio"], preset=o["preset"], budget=o["budget"],
-                        granularity=o["granularity"], score=ScoreSettings(**o["score"]),
-                        latency=LatencySettings(**o["latency"]), max_overshoot=o["max_overshoot"], overwrite=True,
-                        width=o["width"], width_importance=o["width_importance"])
-        stage = "recover"
-        if stage in stages:
-            if "prune" not in stages:
-                fail(stage, "needs a [prune] stage before it: recovery distils a pruned student")
-            check_recover(stage_folder(out, stage), recipe.settings(stage), resume=False, overwrite=True)
-        stage = "distill"
-        if stage in stages:
-            check_distill(stage_folder(out, stage), recipe.settings(stage), resume=False, overwrite=True)
-        stage = "quantize"
-        if stage in stages:
-            o = stages[stage]
-            check_quantize_options(o["format"], o["mode"], o["samples"], o["keep_sensitive"], o["data"])
-            check_seeds(o["task_seeds"])
-        stage = "export"
-        if stage in stages:
-            o = stages[stage]
-            if not o["format"]:
-                fail(stage, "format: name at least one format")
-            for format in o["format"]:
-                defaults = {name: value for options in FORMAT_OPTIONS.values() for name, value in options.items()}
-                check_export_options(format, {**defaults, "fp16": DEFAULT_FP16.get(format) if o["fp16"] is None
-                                              else o["fp16"]})
-            if o["batch"] < 1:
-                fail(stage, f"batch: must be at least 1, not {o['batch']}")
-        stage = "bench"
-        if stage in stages:
-            o = stages[stage]
-            if not o["backend"]:
-                fail(stage, "backend: name at least one backend")
-            for name in o["backend"]:
-                usable_backend(name)
-            if o["rounds"] < 2 or min(o["pairs"], o["calls"]) < 1 or o["warmup"] < 0:
-                fail(stage, "rounds must be >= 2, pairs and calls >= 1, warmup >= 0")
-        stage = "eval"
-        if stage in stages:
-            o = stages[stage]
-            check_seeds(o["seeds"])
-            if o["samples"] < 2 or o["steps"] < 1 or any(s < 1 for s in o["student_steps"]):
-                fail(stage, "samples must be at least 2, steps and student_steps at least 1")
-            if any(n < 1 for n in o["cache_interval"]) or o["cache_branch"] < 0:
-                fail(stage, "cache_interval values must be at least 1 and cache_branch at least 0")
-            ddim_points = ("teacher", "pruned", "recovered")
-            if any(name not in ddim_points for name in o["cache_on"]):
-                fail(stage, f"cache_on: names torch DDIM points, {', '.join(ddim_points)}; got {o['cache_on']}")
-            if o["fd_ratio_limit"] <= 0 or o["psnr_drop_limit"] < 0:
-                fail(stage, "fd_ratio_limit must be above 0 and psnr_drop_limit at least 0")
-    except CompressError as exc:
-        message = str(exc)
-        raise CompressError(message if message.startswith(f"{path}: ") else f"{path}: [{stage}] {message}") from None
+def _check_distill(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
+    from compress.distill.settings import check_distill
+
+    check_distill(folder, recipe.settings("distill"), resume=False, overwrite=True)
+
+
+def _check_quantize(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
+    from compress.evaluate.defaults import check_seeds
+    from exporters.formats import check_quantize_options
+
+    check_quantize_options(o["format"], o["mode"], o["samples"], o["keep_sensitive"], o["data"])
+    check_seeds(o["task_seeds"])
+
+
+def _check_export(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
+    from exporters.formats import DEFAULT_FP16, FORMAT_OPTIONS, check_export_options
+
+    if not o["format"]:
+        raise CompressError("format: name at least one format")
+    defaults = {name: value for options in FORMAT_OPTIONS.values() for name, value in options.items()}
+    for format in o["format"]:
+        check_export_options(format, {**defaults, "fp16": DEFAULT_FP16.get(format) if o["fp16"] is None
+                                      else o["fp16"]})
+    if o["batch"] < 1:
+        raise CompressError(f"batch: must be at least 1, not {o['batch']}")
+
+
+def _check_bench(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
+    from compress.bench.backends import usable_backend
+
+    if not o["backend"]:
+        raise CompressError("backend: name at least one backend")
+    for name in o["backend"]:
+        usable_backend(name)
+    if o["rounds"] < 2 or min(o["pairs"], o["calls"]) < 1 or o["warmup"] < 0:
+        raise CompressError("rounds must be >= 2, pairs and calls >= 1, warmup >= 0")
+
+
+def _check_eval(recipe: Recipe, o: dict[str, Any], folder: Path) -> None:
+    from compress.evaluate.defaults import check_seeds
+
+    check_seeds(o["seeds"])
+    if o["samples"] < 2 or o["steps"] < 1 or any(s < 1 for s in o["student_steps"]):
+        raise CompressError("samples must be at least 2, steps and student_steps at least 1")
+    if any(n < 1 for n in o["cache_interval"]) or o["cache_branch"] < 0:
+        raise CompressError("cache_interval values must be at least 1 and cache_branch at least 0")
+    ddim_points = ("teacher", "pruned", "recovered")
+    if any(name not in ddim_points for name in o["cache_on"]):
+        raise CompressError(f"cache_on: names torch DDIM points, {', '.join(ddim_points)}; got {o['cache_on']}")
+    if o["fd_ratio_limit"] <= 0 or o["psnr_drop_limit"] < 0:
+        raise CompressError("fd_ratio_limit must be above 0 and psnr_drop_limit at least 0")
+
+
+_STAGE_CHECKS = {"prune": _check_prune, "recover": _check_recover, "distill": _check_distill,
+                 "quantize": _check_quantize, "export": _check_export, "bench": _check_bench, "eval": _check_eval}
