@@ -108,8 +108,9 @@ def _bench_backend(chain: Chain, o: dict[str, Any], backend: Any, graphs: Path, 
 
         teacher_ms = [bench_one(teacher, backend, warmup=o["warmup"], runs=o["calls"] * o["pairs"],
                                 threads=threads).p50_ms]
-    rows[teacher_point.name] = {"per_call_ms": sorted(teacher_ms)[len(teacher_ms) // 2], "ratio": 1.0,
-                                "ratio_low": 1.0, "ratio_high": 1.0}
+    teacher_row = {"per_call_ms": sorted(teacher_ms)[len(teacher_ms) // 2], "ratio": 1.0, "ratio_low": 1.0,
+                   "ratio_high": 1.0}
+    rows = {teacher_point.name: teacher_row, **rows}
     return {"host": host_class(threads, backend), "precision": backend.precision or "runtime default",
             "points": rows}
 

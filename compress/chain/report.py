@@ -112,7 +112,8 @@ def write_report(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> 
                                  "seconds": record.seconds, "outputs": record.outputs}
                          for stage, record in records.items()},
               "rows": rows, "fronts": fronts(rows, recipe) if rows else {},
-              "hosts": {b: m["host"] for b, m in _bench(records, out).items()}}
+              "bench": _bench(records, out)}
+    report["hosts"] = {backend: measured["host"] for backend, measured in report["bench"].items()}
     if "eval" in recipe.stages:
         report["limits"] = {k: recipe.stages["eval"][k] for k in ("fd_ratio_limit", "psnr_drop_limit")}
     with atomic_file(out / f"{REPORT}.json") as tmp:
@@ -148,6 +149,17 @@ def markdown(report: dict[str, Any]) -> str:
     for stage, info in report["stages"].items():
         outputs = ", ".join(f"{k}: {v}" for k, v in info["outputs"].items() if k in ("model", "artifact", "summary"))
         lines.append(f"| {stage} | {info['folder']} | {info['seconds']:.0f} | {outputs} |")
+    for backend, measured in report.get("bench", {}).items():
+        host = measured["host"]
+        lines += ["", f"## Per-call latency on {backend} ({host['cpu']}, {host['threads']} threads, "
+                  f"{host['runtime']}; each graph timed interleaved with the teacher's)", "",
+                  "| point | ms per call (p50) | vs the teacher's graph (95% interval) |", "|---|---:|---:|"]
+        for point, timing in measured["points"].items():
+            if "per_call_ms" not in timing:
+                lines.append(f"| {point} | {timing.get('skipped', '')} | |")
+                continue
+            lines.append(f"| {point} | {timing['per_call_ms']:.2f} | {timing['ratio']:.3f}x "
+                         f"({timing['ratio_low']:.3f}-{timing['ratio_high']:.3f}) |")
     rows = report["rows"]
     if not rows:
         return "\n".join(lines) + "\n"
