@@ -163,3 +163,19 @@ def test_whole_chain_report_rerun_and_a_changed_option(tmp_path):
     assert changed.returncode == 0, changed.stderr[-3000:]
     assert changed.stdout.count("skipped") == 6 and "07-eval: its inputs or options changed" in changed.stdout
     assert json.loads((out / "07-eval" / "teacher-2.json").read_text())["samples"] == 12
+
+
+def test_a_latency_only_chain_on_an_sd_unet_folder(tiny_unet_dir, tmp_path):
+    """An SD-family folder: prune, export and bench, no eval; the report still says what pruning bought."""
+    recipe = tmp_path / "sd.toml"
+    recipe.write_text(f'model = "{tiny_unet_dir}"\n' + PRUNE.split("\n", 1)[1].replace("samples = 4", "samples = 2")
+                      + '[export]\nformat = ["onnx"]\n[bench]\nbackend = ["ort-cpu"]\nrounds = 2\npairs = 1\n'
+                      'calls = 2\nwarmup = 0\n')
+    out = tmp_path / "run"
+    result = _chain(recipe, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "chain_report.json").read_text())
+    assert report["family"] == "sd" and report["rows"] == []
+    assert list(report["bench"]["ort-cpu"]["points"]) == ["teacher", "pruned"]
+    assert "Per-call latency on ort-cpu" in (out / "chain_report.md").read_text()
+    assert (out / "05-export" / "onnx" / "export_report.json").is_file()
