@@ -63,7 +63,8 @@ def main() -> None:
              f"Selected on {args.backend}: **{selected_key}**, {latency['speedup']:.1f}x faster per image than the "
              f"25-step teacher (95% interval {latency['speedup_low']:.1f}-{latency['speedup_high']:.1f}), fd "
              f"{selected['fd']:.2f} ± {selected['fd_std']:.2f} vs the teacher's {teacher['fd']:.2f} ± "
-             f"{teacher['fd_std']:.2f} ({selected['fd'] / teacher['fd']:.2f}x; limit {limit:g}x).", "",
+             f"{teacher['fd_std']:.2f} ({selected['fd'] / teacher['fd']:.2f}x; limit {limit:g}x). Eval: guidance "
+             f"{teacher['guidance']:g}, {teacher['samples']} samples x seeds {teacher['seeds']}.", "",
              *[f"- {name}: {'PASS' if ok else 'FAIL'}" for name, ok in checks.items()], "",
              "![trade-off](chain_toy_phone.png)", "",
              (args.work / "chain_report.md").read_text().replace("# Chain report", "## Chain report", 1)]

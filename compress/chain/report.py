@@ -11,7 +11,6 @@ recipe's quality limit.
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ def _rows(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> list[di
             row.update(quality="fd", fd=result["fd"], fd_std=result["fd_std"], kid=result["kid"],
                        kid_std=result["kid_std"], class_accuracy=result["class_accuracy"],
                        class_accuracy_std=result["class_accuracy_std"], sampler=result["sampler"],
+                       guidance=result["guidance"], samples=result["samples"], seeds=result["seeds"],
                        runtime=f"{result['runtime']} ({result['precision']})",
                        calls=run["steps"] * (2 if guided and not student else 1))
             per_seed = [1000 * run["sampling_seconds"] / result["samples"] for run in result["per_seed"]]
@@ -221,32 +221,39 @@ def plot(report: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, len(axes_names), figsize=(6.5 * len(axes_names), 5), squeeze=False)
     teacher = _teacher_row(rows)
     fd = rows[0]["quality"] == "fd"
+    limits = report.get("limits", {})
+    limit = None
+    if teacher is not None:
+        limit = teacher["fd"] * limits["fd_ratio_limit"] if fd else teacher["psnr"] - limits["psnr_drop_limit"]
+    top = 2 * limit if fd and limit is not None else None  # a broken point (fd in the hundreds) is drawn at the top
     for axis_name, ax in zip(axes_names, axes[0], strict=True):
-        timed = [r for r in rows if axis_name in r["latency"]]
+        timed = sorted((r for r in rows if axis_name in r["latency"]),
+                       key=lambda r: r["latency"][axis_name]["per_image_ms"])
         front = report["fronts"][axis_name]
-        for row in timed:
+        for index, row in enumerate(timed):
             x = row["latency"][axis_name]["per_image_ms"]
             y = row["fd"] if fd else row["psnr"]
+            clipped = top is not None and y > top
             on_front = row["key"] in front["front"]
-            ax.errorbar(x, y, yerr=row.get("fd_std") if fd else None, fmt="o" if on_front else "s",
-                        color="tab:red" if row["key"] == front["selected"] else
-                        "tab:blue" if on_front else "tab:gray", capsize=3)
-            ax.annotate(_label(row), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        points = sorted((r["latency"][axis_name]["per_image_ms"], r["fd"] if fd else r["psnr"])
-                         for r in timed if r["key"] in front["front"])
+            color = "tab:red" if row["key"] == front["selected"] else "tab:blue" if on_front else "tab:gray"
+            ax.errorbar(x, min(y, top) if clipped else y, yerr=None if clipped or not fd else row["fd_std"],
+                        fmt="^" if clipped else "o" if on_front else "s", color=color, capsize=3)
+            label = _label(row) + (f" (fd {y:.0f})" if clipped else "")
+            ax.annotate(label, (x, min(y, top) if clipped else y), textcoords="offset points",
+                        xytext=(4, 6 if index % 2 == 0 else -11), fontsize=7)
+        points = [(r["latency"][axis_name]["per_image_ms"], r["fd"] if fd else r["psnr"])
+                  for r in timed if r["key"] in front["front"]]
         ax.plot([p[0] for p in points], [p[1] for p in points], "-", color="tab:blue", alpha=0.5,
                 label="Pareto front")
-        if teacher is not None:
-            limits = report.get("limits", {})
-            limit = teacher["fd"] * limits["fd_ratio_limit"] if fd else teacher["psnr"] - limits["psnr_drop_limit"]
+        if limit is not None:
             ax.axhline(limit, linestyle="--", color="tab:red", alpha=0.6, label="quality limit")
         ax.set_xscale("log")
         ax.set_xlabel(f"ms per image, {axis_name}")
         ax.set_ylabel("fd (mean ± std over seeds; lower is better)" if fd else "Y-PSNR (dB)")
-        ax.set_title(axis_name)
+        ax.set_title(axis_name if axis_name != SAMPLING_AXIS else "end-to-end sampling (indicative)")
         ax.legend(fontsize=8)
-        if fd and not any(math.isnan(r["fd"]) for r in timed):
-            ax.set_ylim(bottom=0)
+        if fd:
+            ax.set_ylim(0, top * 1.08 if top is not None else None)
     figure.suptitle(f"{report['model']}: quality vs latency per image ({Path(report['recipe']).name})")
     figure.tight_layout()
     with atomic_file(path) as tmp:
