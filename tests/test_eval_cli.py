@@ -14,7 +14,7 @@ from helpers import run_console
 
 KEYS = {"model", "class_accuracy", "class_accuracy_std", "fd", "fd_std", "kid", "kid_std", "fd_real", "kid_real",
         "samples", "steps", "sampler", "guidance", "seeds", "per_seed", "runtime", "precision", "seconds",
-        "sampling_seconds"}
+        "sampling_seconds", "cache_interval", "cache_branch"}
 
 
 def run(*args: str):

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from compress.chain.recipe import STAGES, check_recipe, options_set, read_recipe
-from compress.chain.run import CHAIN_MARKER, Chain, Say, plan
+from compress.chain.run import CHAIN_MARKER, Chain, plan
+from compress.chain.state import Say
 from compress.errors import CompressError
 
 ACTIONS = {"run": "will run", "skip": "done earlier, same inputs and options: skipped",

@@ -13,11 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compress.chain.state import ChainState, Point
 from compress.io import read_json, write_json
 
 if TYPE_CHECKING:
     from compress.bench.targets import Target
-    from compress.chain.run import Chain, Point
 
 BENCH_FILE = "bench.json"
 
@@ -37,7 +37,7 @@ def run_key(point: Point, setting: dict[str, Any]) -> str:
     return f"{point.name}-{setting['steps']}{cache}"
 
 
-def eval_stage(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def eval_stage(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     """Score every point; a stopped stage keeps the runs it finished (one JSON per run)."""
     runs = {}
     for point in chain.points:
@@ -53,7 +53,7 @@ def eval_stage(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> d
     return {"runs": runs}
 
 
-def _score(chain: Chain, point: Point, setting: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
+def _score(chain: ChainState, point: Point, setting: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
     if chain.recipe.family == "span":
         from dataclasses import asdict
 
@@ -69,7 +69,7 @@ def _score(chain: Chain, point: Point, setting: dict[str, Any], o: dict[str, Any
                     progress=chain.progress, **guidance).to_dict()
 
 
-def bench_stage(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def bench_stage(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     """Per backend: every point's graph against the teacher's, interleaved; per-call times and ratios."""
     import torch
 
@@ -84,7 +84,7 @@ def bench_stage(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> 
     return {"bench": BENCH_FILE}
 
 
-def _bench_backend(chain: Chain, o: dict[str, Any], backend: Any, graphs: Path, threads: int) -> dict[str, Any]:
+def _bench_backend(chain: ChainState, o: dict[str, Any], backend: Any, graphs: Path, threads: int) -> dict[str, Any]:
     """Every point's graph against the teacher's on one backend, interleaved."""
     from compress.bench.compare import compare
     from compress.bench.host import host_class
@@ -115,7 +115,7 @@ def _bench_backend(chain: Chain, o: dict[str, Any], backend: Any, graphs: Path, 
             "points": rows}
 
 
-def _target(chain: Chain, point: Point, backend: Any, graphs: Path, like: Target | None = None) -> Target | None:
+def _target(chain: ChainState, point: Point, backend: Any, graphs: Path, like: Target | None = None) -> Target | None:
     """The graph `backend` runs for `point`: a torch model exported to the backend's format (weights as trained),
     or the quantized folder itself; dynamic input sizes take the teacher graph's static ones."""
     from compress.bench.targets import Target, exported_target, resolve_target

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.chain.recipe import Recipe, stage_folder
-from compress.chain.run import StageRecord
+from compress.chain.state import StageRecord
 from compress.io import atomic_file, read_json, write_json
 
 REPORT = "chain_report"

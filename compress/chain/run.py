@@ -15,45 +15,16 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compress.chain.measure import bench_stage, eval_stage
 from compress.chain.recipe import Recipe, stage_folder
+from compress.chain.state import STAGE_RECORD, ChainState, Point, Say, StageRecord
 from compress.io import read_json, write_json
-from compress.types import Record
 
-STAGE_RECORD = "chain_stage.json"
 CHAIN_MARKER = "chain.json"  # OUT/chain.json: this folder belongs to a chain (a rerun may replace its stages)
-Say = Callable[[str], None]
-
-
-@dataclass
-class StageRecord(Record):
-    """`OUT/NN-stage/chain_stage.json`: what the stage was asked (its hash) and what it left."""
-
-    stage: str
-    hash: str
-    state: str  # running | done
-    options: dict[str, Any]
-    consumed: str  # the hash of the model or stage it read
-    outputs: dict[str, Any] = field(default_factory=dict)  # paths relative to the stage folder, results
-    seconds: float = 0.0
-
-
-@dataclass
-class Point(Record):
-    """A model the chain started from or made, to be timed and scored.
-
-    `student`: a consistency student (one UNet call per step, sampled at eval's `student_steps`); `export`: a
-    folder `compress quantize` wrote (it runs in its runtime)."""
-
-    name: str
-    stage: str  # the stage that wrote it ("model" for the chain's input)
-    path: str
-    student: bool = False
-    export: bool = False
 
 
 @dataclass
@@ -117,30 +88,30 @@ def plan(recipe: Recipe, out: str | os.PathLike) -> list[PlannedStage]:
 
 
 class Chain:
-    """One run of a recipe into `out`; `run()` executes the plan, `points` grows as models are made."""
+    """One run of a recipe into `out`; `run()` executes the plan, `state.points` grows as models are made."""
 
     def __init__(self, recipe: Recipe, out: str | os.PathLike, say: Say = print, progress: bool = True):
-        self.recipe, self.out, self.say, self.progress = recipe, Path(out), say, progress
-        self.current = recipe.model  # the latest float model: what the next stage reads
-        self.student = False  # is the current model a consistency student (after distill)
-        self.points = [Point("teacher", "model", recipe.model)]
+        self.recipe, self.out = recipe, Path(out)
+        self.state = ChainState(recipe, say, progress, current=recipe.model,
+                                points=[Point("teacher", "model", recipe.model)])
         self.records: dict[str, StageRecord] = {}
 
     def run(self) -> list[StageRecord]:
+        say = self.state.say
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / CHAIN_MARKER, {"recipe": self.recipe.path, "model": self.recipe.model})
         for planned in plan(self.recipe, self.out):
             record = read_record(planned.folder)
             if planned.action == "skip":
-                self.say(f"{planned.folder.name}: done earlier with the same inputs and options, skipped")
+                say(f"{planned.folder.name}: done earlier with the same inputs and options, skipped")
             else:
                 if planned.action == "rerun":
-                    self.say(f"{planned.folder.name}: its inputs or options changed (or it was stopped before it "
-                             "recorded them): starting it again")
+                    say(f"{planned.folder.name}: its inputs or options changed (or it was stopped before it "
+                        "recorded them): starting it again")
                     shutil.rmtree(planned.folder, ignore_errors=True)
                     record = None
                 elif planned.action == "resume":
-                    self.say(f"{planned.folder.name}: stopped earlier; continuing it")
+                    say(f"{planned.folder.name}: stopped earlier; continuing it")
                 record = self._execute(planned, record)
             self.records[planned.stage] = record
             self._advance(planned.stage, planned.folder, record)
@@ -152,26 +123,26 @@ class Chain:
         record = StageRecord(planned.stage, planned.hash, "running", options, planned.consumed)
         planned.folder.mkdir(parents=True, exist_ok=True)
         write_json(planned.folder / STAGE_RECORD, record.to_dict())
-        self.say(f"{planned.folder.name}: running")
+        self.state.say(f"{planned.folder.name}: running")
         started = time.time()
-        record.outputs = STAGE_FUNCTIONS[planned.stage](self, options, planned.folder, resume)
+        record.outputs = STAGE_FUNCTIONS[planned.stage](self.state, options, planned.folder, resume)
         record.state, record.seconds = "done", round(time.time() - started, 1)
         write_json(planned.folder / STAGE_RECORD, record.to_dict())
         return record
 
     def _advance(self, stage: str, folder: Path, record: StageRecord) -> None:
         """The chain's state after `stage`: its model becomes the current one, its outputs become points."""
-        model = record.outputs.get("model")
+        state, model = self.state, record.outputs.get("model")
         if model is not None:
-            self.current, self.student = str(folder / model), self.student or stage == "distill"
+            state.current, state.student = str(folder / model), state.student or stage == "distill"
             name = {"prune": "pruned", "recover": "recovered", "distill": "distilled"}[stage]
-            self.points.append(Point(name, stage, self.current, student=self.student))
+            state.points.append(Point(name, stage, state.current, student=state.student))
         if stage == "quantize":
-            self.points.append(Point("quantized", stage, str(folder / record.outputs["artifact"]),
-                                     student=self.student, export=True))
+            state.points.append(Point("quantized", stage, str(folder / record.outputs["artifact"]),
+                                      student=state.student, export=True))
 
 
-def _prune(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def _prune(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     from compress.prune import LatencySettings, ScoreSettings, prune
 
     report = prune(chain.current, folder / "model", ratio=o["ratio"], budget=o["budget"],
@@ -183,7 +154,7 @@ def _prune(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[
             "params_before": report.params_before, "params_after": report.params_after}
 
 
-def _recover(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def _recover(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     from compress.recover import recover
     from compress.runs import CHECKPOINT
 
@@ -194,7 +165,7 @@ def _recover(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dic
     return {"model": "model", "resumed": resume, "final_loss": getattr(result, "final_loss", None)}
 
 
-def _distill(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def _distill(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     from compress.distill import distill
     from compress.runs import CHECKPOINT
 
@@ -206,7 +177,7 @@ def _distill(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dic
     return {"model": "model", "resumed": resume}
 
 
-def _quantize(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def _quantize(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     from exporters.quantize import quantize
 
     name = f"{o['format']}-{o['mode']}"
@@ -217,7 +188,7 @@ def _quantize(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> di
     return {"artifact": name, "validated": artifact.validated}
 
 
-def _export(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
+def _export(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:
     from exporters.api import export
 
     artifacts = {}
@@ -228,7 +199,7 @@ def _export(chain: Chain, o: dict[str, Any], folder: Path, resume: bool) -> dict
     return {"artifacts": artifacts}
 
 
-STAGE_FUNCTIONS: dict[str, Callable[[Chain, dict[str, Any], Path, bool], dict[str, Any]]] = {
+STAGE_FUNCTIONS: dict[str, Callable[[ChainState, dict[str, Any], Path, bool], dict[str, Any]]] = {
     "prune": _prune, "recover": _recover, "distill": _distill, "quantize": _quantize, "export": _export,
     "bench": bench_stage, "eval": eval_stage,
 }
