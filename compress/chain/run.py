@@ -42,11 +42,12 @@ def fingerprint(ref: str) -> str:
     from compress.models.registry import assets_dir, get_spec, is_registered
 
     digest = hashlib.sha256(ref.encode())
-    root = Path(ref)
-    if is_registered(ref):
-        asset = get_spec(ref).asset
-        root = assets_dir(asset) if asset else Path("/nonexistent")
-    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root] if root.is_file() else []
+    asset = get_spec(ref).asset if is_registered(ref) else None
+    root = (assets_dir(asset) if asset else None) if is_registered(ref) else Path(ref)  # a hub model: its name
+    if root is None or not root.exists():
+        files = []
+    else:
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
     for path in files:
         stat = path.stat()
         digest.update(f"{path.relative_to(root) if root.is_dir() else path.name}:{stat.st_size}".encode())
