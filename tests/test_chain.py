@@ -180,3 +180,12 @@ def test_a_latency_only_chain_on_an_sd_unet_folder(tiny_unet_dir, tmp_path):
     assert list(report["bench"]["ort-cpu"]["points"]) == ["teacher", "pruned"]
     assert "Per-call latency on ort-cpu" in (out / "chain_report.md").read_text()
     assert (out / "05-export" / "onnx" / "export_report.json").is_file()
+
+
+def test_a_random_init_chain_loads_the_folders_it_writes_as_they_are(tmp_path):
+    """`init = "random"` builds the recipe's model; the pruned folder after it holds those weights."""
+    recipe = tmp_path / "random.toml"
+    recipe.write_text('init = "random"\n' + PRUNE + '[export]\nformat = ["onnx"]\n')
+    result = _chain(recipe, tmp_path / "run")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "05-export" / "onnx" / "export_report.json").is_file()

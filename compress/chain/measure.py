@@ -122,7 +122,7 @@ def _target(chain: ChainState, point: Point, backend: Any, graphs: Path, like: T
     from exporters.config import load_export_config
 
     if not point.export:
-        config = load_export_config(point.path, init=chain.recipe.init)
+        config = load_export_config(point.path, init=chain.init(point.path))
         return exported_target(config, backend.formats[0], graphs / point.name)
     target = resolve_target(point.path)
     if target.format not in backend.formats + backend.reads:

@@ -147,7 +147,7 @@ def _prune(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> 
     from compress.prune import LatencySettings, ScoreSettings, prune
 
     report = prune(chain.current, folder / "model", ratio=o["ratio"], budget=o["budget"],
-                   granularity=o["granularity"], preset=o["preset"], init=chain.recipe.init,
+                   granularity=o["granularity"], preset=o["preset"], init=chain.init(chain.current),
                    score=ScoreSettings(**o["score"]), latency=LatencySettings(**o["latency"]),
                    max_overshoot=o["max_overshoot"], width=o["width"], width_importance=o["width_importance"],
                    overwrite=True, progress=chain.progress)
@@ -184,7 +184,7 @@ def _quantize(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) 
     name = f"{o['format']}-{o['mode']}"
     artifact = quantize(chain.current, o["format"], folder / name, mode=o["mode"], samples=o["samples"],
                         seed=o["seed"], keep_sensitive=o["keep_sensitive"], data=o["data"], steps=o["steps"],
-                        init=chain.recipe.init, task_check=o["task_check"], task_samples=o["task_samples"],
+                        init=chain.init(chain.current), task_check=o["task_check"], task_samples=o["task_samples"],
                         task_seeds=o["task_seeds"], overwrite=True)
     return {"artifact": name, "validated": artifact.validated}
 
@@ -195,7 +195,7 @@ def _export(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) ->
     artifacts = {}
     for format in o["format"]:
         artifact = export(chain.current, format, folder / format, batch=o["batch"], fp16=o["fp16"],
-                          init=chain.recipe.init, overwrite=True)
+                          init=chain.init(chain.current), overwrite=True)
         artifacts[format] = {"path": format, "validated": artifact.validated, "weights": artifact.weights}
     return {"artifacts": artifacts}
 

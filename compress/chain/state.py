@@ -54,3 +54,7 @@ class ChainState:
     current: str = ""
     student: bool = False
     points: list[Point] = field(default_factory=list)
+
+    def init(self, ref: str) -> str:
+        """How to load `ref`: the recipe's `init` for its own model; a folder a stage wrote holds its weights."""
+        return self.recipe.init if ref == self.recipe.model else "pretrained"
