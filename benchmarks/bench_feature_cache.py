@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 import torch
 
 from compress.bench.host import cpu_name
 from compress.evaluate import evaluate
+from compress.evaluate.quality import mean_and_std
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _spread(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values)
 
 
 def main() -> None:
@@ -48,17 +44,18 @@ def main() -> None:
             runs["none" if interval is None else str(interval)][seed] = result
             print(f"seed {seed} interval {interval}: fd {result['fd']:.2f} sampling {result['sampling_seconds']:.1f} s")
     base = runs["none"]
-    rows = {"none": {"fd": _spread([base[s]["fd"] for s in seeds]), "kid": _spread([base[s]["kid"] for s in seeds]),
-                     "sampling_seconds": _spread([base[s]["sampling_seconds"] for s in seeds])}}
+
+    def spread(by_seed: dict[int, dict], metrics: tuple[str, ...]) -> dict[str, tuple[float, float]]:
+        return {m: mean_and_std([by_seed[s][m] for s in seeds]) for m in metrics}
+
+    rows = {"none": spread(base, ("fd", "kid", "sampling_seconds"))}
     for n in intervals:
         cached = runs[str(n)]
         rows[str(n)] = {
-            "fd": _spread([cached[s]["fd"] for s in seeds]), "kid": _spread([cached[s]["kid"] for s in seeds]),
-            "sampling_seconds": _spread([cached[s]["sampling_seconds"] for s in seeds]),
-            "speedup": _spread([base[s]["sampling_seconds"] / cached[s]["sampling_seconds"] for s in seeds]),
-            "fd_change": _spread([cached[s]["fd"] - base[s]["fd"] for s in seeds]),
-            "kid_change": _spread([cached[s]["kid"] - base[s]["kid"] for s in seeds]),
-            "class_accuracy": _spread([cached[s]["class_accuracy"] for s in seeds]),
+            **spread(cached, ("fd", "kid", "sampling_seconds", "class_accuracy")),
+            "speedup": mean_and_std([base[s]["sampling_seconds"] / cached[s]["sampling_seconds"] for s in seeds]),
+            "fd_change": mean_and_std([cached[s]["fd"] - base[s]["fd"] for s in seeds]),
+            "kid_change": mean_and_std([cached[s]["kid"] - base[s]["kid"] for s in seeds]),
         }
     command = (f"python benchmarks/bench_feature_cache.py --intervals {args.intervals} --branch {args.branch} "
                f"--seeds {args.seeds} --samples {args.samples} --steps {args.steps}")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import torch
 
 from compress.bench.host import cpu_name
 from compress.evaluate import DEFAULT_GUIDANCE, evaluate
+from compress.evaluate.quality import mean_and_std
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (4, 10, 25)
@@ -52,7 +52,7 @@ def main() -> None:
         gap = rows[fewer]["fd"] - rows[more]["fd"]
         spread = rows[fewer]["fd_std"] + rows[more]["fd_std"]
         per_seed = [a["fd"] - b["fd"] for a, b in zip(rows[fewer]["per_seed"], rows[more]["per_seed"], strict=True)]
-        paired_mean, paired_std = statistics.fmean(per_seed), statistics.stdev(per_seed)
+        paired_mean, paired_std = mean_and_std(per_seed)
         paired = min(per_seed) > 0 and paired_mean > 2 * paired_std
         gaps[f"{fewer}->{more}"] = {"fd_gap": round(gap, 3), "sum_of_stds": round(spread, 3),
                                     "verdict": "beyond the spread" if gap > spread else "within noise",

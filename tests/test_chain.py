@@ -84,6 +84,16 @@ def test_recipe_options_are_the_library_functions_arguments():
     for stage, function in (("prune", prune), ("quantize", quantize), ("export", export)):
         parameters = inspect.signature(function).parameters
         assert set(schemas[stage]) <= set(parameters), (stage, set(schemas[stage]) - set(parameters))
+        for key, (kind, default) in schemas[stage].items():  # and the recipe's default is the function's
+            own = parameters[key].default
+            if not isinstance(kind, type) and own is not inspect.Parameter.empty and kind != "list[str]":
+                assert default == (list(own) if isinstance(own, tuple) else own), (stage, key, default, own)
+
+
+def test_a_span_checkpoint_file_is_a_span_model(tmp_path):
+    recipe = tmp_path / "span.toml"
+    recipe.write_text(f'model = "{ROOT / "compress" / "assets" / "span-x4" / "model.safetensors"}"\n[eval]\n')
+    assert read_recipe(recipe).family == "span"
 
 
 def test_options_set_lists_what_differs_from_the_defaults(tmp_path):

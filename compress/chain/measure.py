@@ -9,6 +9,7 @@ interval) or at every `student_steps` (consistency students).
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,8 +109,7 @@ def _bench_backend(chain: ChainState, o: dict[str, Any], backend: Any, graphs: P
 
         teacher_ms = [bench_one(teacher, backend, warmup=o["warmup"], runs=o["calls"] * o["pairs"],
                                 threads=threads).p50_ms]
-    teacher_row = {"per_call_ms": sorted(teacher_ms)[len(teacher_ms) // 2], "ratio": 1.0, "ratio_low": 1.0,
-                   "ratio_high": 1.0}
+    teacher_row = {"per_call_ms": statistics.median(teacher_ms), "ratio": 1.0, "ratio_low": 1.0, "ratio_high": 1.0}
     rows = {teacher_point.name: teacher_row, **rows}
     return {"host": host_class(threads, backend), "precision": backend.precision or "runtime default",
             "points": rows}
@@ -118,6 +118,7 @@ def _bench_backend(chain: ChainState, o: dict[str, Any], backend: Any, graphs: P
 def _target(chain: ChainState, point: Point, backend: Any, graphs: Path, like: Target | None = None) -> Target | None:
     """The graph `backend` runs for `point`: a torch model exported to the backend's format (weights as trained),
     or the quantized folder itself; dynamic input sizes take the teacher graph's static ones."""
+    from compress.bench.runner import runnable_backends
     from compress.bench.targets import Target, exported_target, resolve_target
     from exporters.config import load_export_config
 
@@ -125,7 +126,7 @@ def _target(chain: ChainState, point: Point, backend: Any, graphs: Path, like: T
         config = load_export_config(point.path, init=chain.init(point.path))
         return exported_target(config, backend.formats[0], graphs / point.name)
     target = resolve_target(point.path)
-    if target.format not in backend.formats + backend.reads:
+    if not runnable_backends(target, [backend], warn=lambda message: None):  # `compress bench`'s rule
         return None
     if like is not None and any(d < 0 for spec in target.inputs for d in spec.shape):
         static = {spec.name: spec for spec in like.inputs}
@@ -135,5 +136,6 @@ def _target(chain: ChainState, point: Point, backend: Any, graphs: Path, like: T
 
 
 def read_bench(folder: Path) -> dict[str, Any]:
+    """What a bench stage in `folder` measured ({} when there is none)."""
     path = folder / BENCH_FILE
     return read_json(path) if path.is_file() else {}

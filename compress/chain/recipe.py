@@ -46,7 +46,6 @@ FAMILY_STAGES = {  # what a chain can do to each model family
     "span": ("quantize", "export", "bench", "eval"),
 }
 TOP_LEVEL = {"model": "str", "init": "str", "description": "str"}
-INITS = ("pretrained", "random")
 
 
 def _settings_options(settings_class: type) -> dict[str, tuple[str, Any]]:
@@ -163,8 +162,9 @@ def _options(path: str, where: str, given: dict[str, Any], schema: dict[str, Any
 
 
 def read_recipe(path: str | os.PathLike) -> Recipe:
-    """Parse and check a recipe: syntax, stages, option names and types, then each stage's own value checks."""
-    from compress.models.registry import check_model_ref, get_spec, is_registered
+    """Parse a recipe and check its syntax, model, stages, option names and types (`check_recipe` runs each
+    stage's own value checks)."""
+    from compress.models.registry import INITS, check_model_ref, is_registered, model_family
 
     path = str(path)
     try:
@@ -198,7 +198,7 @@ def read_recipe(path: str | os.PathLike) -> Recipe:
         check_model_ref(model)
     except CompressError as exc:
         raise CompressError(f"{path}: model: {exc}") from None
-    family = get_spec(model).family if is_registered(model) else _folder_family(Path(model))
+    family = model_family(model)
     init = top.get("init", "pretrained")
     if init not in INITS:
         raise CompressError(f"{path}: init: must be one of {', '.join(INITS)}, not {init!r}")
@@ -211,18 +211,6 @@ def read_recipe(path: str | os.PathLike) -> Recipe:
                                     f"(stages for it: {', '.join(FAMILY_STAGES[family])})")
             recipe.stages[stage] = _options(path, stage, tables[stage], schemas[stage])
     return recipe
-
-
-def _folder_family(folder: Path) -> str:
-    """The family of a model folder, from its files alone (no torch)."""
-    if (folder / "conditioner").is_dir():
-        return "toy"
-    if (folder / "config.json").is_file() and not (folder / "unet").is_dir():
-        import json
-
-        if "span" in json.loads((folder / "config.json").read_text()).get("_class_name", "span").lower():
-            return "span"
-    return "sd"
 
 
 def options_set(stage: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,13 @@ recipe's quality limit.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
+from compress.chain.measure import read_bench
 from compress.chain.recipe import Recipe, stage_folder
 from compress.chain.state import StageRecord
+from compress.evaluate.quality import mean_and_std
 from compress.io import atomic_file, read_json, write_json
 
 REPORT = "chain_report"
@@ -24,14 +25,11 @@ PLOT = "chain_tradeoff.png"
 SAMPLING_AXIS = "sampling"
 
 
-def _rows(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> list[dict[str, Any]]:
+def _rows(recipe: Recipe, records: dict[str, StageRecord], out: Path, bench: dict[str, Any]) -> list[dict[str, Any]]:
     """Quality rows from the eval stage, joined with the bench stage's latencies."""
     if "eval" not in records:
         return []
-    folder, o = stage_folder(out, "eval"), recipe.stages["eval"]
-    bench = read_json(stage_folder(out, "bench") / "bench.json") if "bench" in records else {}
-    guidance = o["guidance"]
-    rows = []
+    folder, rows = stage_folder(out, "eval"), []
     for key, run in records["eval"].outputs["runs"].items():
         result = read_json(folder / run["file"])
         row: dict[str, Any] = {"key": key, "point": run["point"], "steps": run["steps"],
@@ -39,17 +37,16 @@ def _rows(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> list[di
         if recipe.family == "span":
             row.update(quality="psnr", psnr=result["psnr"], psnr_std=None, calls=1)
         else:
-            guided = (guidance if guidance is not None else result["guidance"]) != 1.0
-            student = result["sampler"] == "lcm"
+            guided, student = result["guidance"] != 1.0, result["sampler"] == "lcm"
             row.update(quality="fd", fd=result["fd"], fd_std=result["fd_std"], kid=result["kid"],
                        kid_std=result["kid_std"], class_accuracy=result["class_accuracy"],
                        class_accuracy_std=result["class_accuracy_std"], sampler=result["sampler"],
                        guidance=result["guidance"], samples=result["samples"], seeds=result["seeds"],
                        runtime=f"{result['runtime']} ({result['precision']})",
                        calls=run["steps"] * (2 if guided and not student else 1))
-            per_seed = [1000 * run["sampling_seconds"] / result["samples"] for run in result["per_seed"]]
-            row["latency"][SAMPLING_AXIS] = {"per_image_ms": statistics.fmean(per_seed),
-                                          "per_image_ms_std": statistics.stdev(per_seed) if len(per_seed) > 1 else 0}
+            mean, std = mean_and_std([1000 * seed_run["sampling_seconds"] / result["samples"]
+                                      for seed_run in result["per_seed"]])
+            row["latency"][SAMPLING_AXIS] = {"per_image_ms": mean, "per_image_ms_std": std}
         for backend, measured in bench.items():
             point = measured["points"].get(run["point"])
             if point is None or "per_call_ms" not in point or run["cache_interval"] is not None:
@@ -106,13 +103,14 @@ def fronts(rows: list[dict[str, Any]], recipe: Recipe) -> dict[str, Any]:
 
 def write_report(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> dict[str, Any]:
     """Write chain_report.{json,md} (and the plot when there is quality and latency); return the JSON."""
-    rows = _rows(recipe, records, out)
+    bench = read_bench(stage_folder(out, "bench")) if "bench" in records else {}
+    rows = _rows(recipe, records, out, bench)
     report = {"recipe": recipe.path, "model": recipe.model, "init": recipe.init, "family": recipe.family,
               "stages": {stage: {"folder": stage_folder(out, stage).name, "hash": record.hash,
                                  "seconds": record.seconds, "outputs": record.outputs}
                          for stage, record in records.items()},
               "rows": rows, "fronts": fronts(rows, recipe) if rows else {},
-              "bench": _bench(records, out)}
+              "bench": bench}
     report["hosts"] = {backend: measured["host"] for backend, measured in report["bench"].items()}
     if "eval" in recipe.stages:
         report["limits"] = {k: recipe.stages["eval"][k] for k in ("fd_ratio_limit", "psnr_drop_limit")}
@@ -123,10 +121,6 @@ def write_report(recipe: Recipe, records: dict[str, StageRecord], out: Path) -> 
     if any(row["latency"] for row in rows):
         plot(report, out / PLOT)
     return report
-
-
-def _bench(records: dict[str, StageRecord], out: Path) -> dict[str, Any]:
-    return read_json(stage_folder(out, "bench") / "bench.json") if "bench" in records else {}
 
 
 def _label(row: dict[str, Any]) -> str:

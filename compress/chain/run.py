@@ -102,25 +102,23 @@ class Chain:
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(self.out / CHAIN_MARKER, {"recipe": self.recipe.path, "model": self.recipe.model})
         for planned in plan(self.recipe, self.out):
-            record = read_record(planned.folder)
             if planned.action == "skip":
                 say(f"{planned.folder.name}: done earlier with the same inputs and options, skipped")
+                record = read_record(planned.folder)
             else:
                 if planned.action == "rerun":
                     say(f"{planned.folder.name}: its inputs or options changed (or it was stopped before it "
                         "recorded them): starting it again")
                     shutil.rmtree(planned.folder, ignore_errors=True)
-                    record = None
                 elif planned.action == "resume":
                     say(f"{planned.folder.name}: stopped earlier; continuing it")
-                record = self._execute(planned, record)
+                record = self._execute(planned)
             self.records[planned.stage] = record
             self._advance(planned.stage, planned.folder, record)
         return list(self.records.values())
 
-    def _execute(self, planned: PlannedStage, record: StageRecord | None) -> StageRecord:
-        options = self.recipe.stages[planned.stage]
-        resume = record is not None and record.state == "running"
+    def _execute(self, planned: PlannedStage) -> StageRecord:
+        options, resume = self.recipe.stages[planned.stage], planned.action == "resume"
         record = StageRecord(planned.stage, planned.hash, "running", options, planned.consumed)
         planned.folder.mkdir(parents=True, exist_ok=True)
         write_json(planned.folder / STAGE_RECORD, record.to_dict())
@@ -163,7 +161,7 @@ def _recover(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -
     resume = resume and (out / CHECKPOINT).is_file()
     result = recover(chain.recipe.model, chain.current, out, data=o["data"], settings=chain.recipe.settings("recover"),
                      resume=resume, overwrite=not resume, evaluate_after=False, progress=chain.progress)
-    return {"model": "model", "resumed": resume, "final_loss": getattr(result, "final_loss", None)}
+    return {"model": "model", "resumed": resume, "final_loss": result.final_loss}
 
 
 def _distill(chain: ChainState, o: dict[str, Any], folder: Path, resume: bool) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import CompressError
+from compress.io import read_json
 from compress.models.sd import SD14_UNET_CONFIG, SD15_UNET_CONFIG, SD21_BASE_UNET_CONFIG
 from compress.models.toy import TOY_UNET_CONFIG
 
@@ -84,6 +85,33 @@ def _check_pipeline_index(folder: Path) -> None:
         raise CompressError(f"{index} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise CompressError(f"{index} is not a diffusers pipeline index (not a JSON object)")
+
+
+INITS = ("pretrained", "random")  # how a registered diffusion model is built: its weights, or seeded random ones
+SPAN_WEIGHTS_FILE = "model.safetensors"  # a SPAN folder's weights (compress.models.span_checkpoint)
+
+
+def is_span_path(path: Path) -> bool:
+    """A checkpoint file, or a folder whose config says SPAN (or that holds SPAN weights and no UNet)."""
+    if path.is_file():
+        return True  # diffusion models are folders; a single file can only be a SPAN checkpoint
+    config = path / "config.json"
+    if config.is_file():
+        data = read_json(config)
+        return isinstance(data, dict) and data.get("architecture") == "span"
+    return (path / SPAN_WEIGHTS_FILE).is_file() and not (path / "unet").is_dir()
+
+
+def model_family(ref: str | os.PathLike) -> str:
+    """The family a registry name or an existing path names, from the files alone (no torch): span for a SPAN
+    checkpoint or folder, toy for a folder with `conditioner/` (as `load_diffusion_folder` decides), else sd."""
+    if is_registered(str(ref)):
+        return get_spec(str(ref)).family
+    path = Path(ref)
+    if is_span_path(path):
+        return "span"
+    root = path.parent if path.name == "unet" else path
+    return "toy" if (root / "conditioner").is_dir() else "sd"
 
 
 def check_model_ref(ref: str | os.PathLike) -> None:

@@ -11,26 +11,20 @@ import os
 from pathlib import Path
 
 from compress.errors import CompressError
-from compress.io import read_json
 from compress.models.loading import DiffusionModel, load_diffusion_folder, load_registered
-from compress.models.registry import assets_dir, check_model_ref, get_spec, is_registered
+from compress.models.registry import (
+    INITS,
+    SPAN_WEIGHTS_FILE,
+    assets_dir,
+    check_model_ref,
+    get_spec,
+    is_registered,
+    is_span_path,
+)
 from compress.models.span import SPAN
-from compress.models.span_checkpoint import WEIGHTS_FILE as SPAN_WEIGHTS
 from compress.models.span_checkpoint import load_span_path
 
-INITS = ("pretrained", "random")
 RANDOM_ONLY_REGISTERED = "--init random builds registered diffusion models only (sd14, sd15, sd21-base, toy)"
-
-
-def _is_span_path(path: Path) -> bool:
-    """A checkpoint file, or a folder whose config says SPAN (or that holds SPAN weights and no UNet)."""
-    if path.is_file():
-        return True  # diffusion models are folders; a single file can only be a SPAN checkpoint
-    config = path / "config.json"
-    if config.is_file():
-        data = read_json(config)
-        return isinstance(data, dict) and data.get("architecture") == "span"
-    return (path / SPAN_WEIGHTS).is_file() and not (path / "unet").is_dir()
 
 
 def _refuse(ref: str, kind: str, expect: str | None) -> None:
@@ -65,7 +59,7 @@ def create(ref: str | os.PathLike | DiffusionModel | SPAN, *, weights: str | os.
         if weights is not None:
             raise CompressError(f"--weights applies to registered diffusion models, not to {ref}")
         folder = assets_dir(spec.asset)
-        if not (folder / SPAN_WEIGHTS).is_file():
+        if not (folder / SPAN_WEIGHTS_FILE).is_file():
             raise CompressError(f"shipped weights for {ref} are missing from {folder}")
         return load_span_path(folder)
     check_model_ref(ref)
@@ -74,7 +68,7 @@ def create(ref: str | os.PathLike | DiffusionModel | SPAN, *, weights: str | os.
         raise CompressError(RANDOM_ONLY_REGISTERED)
     if weights is not None:
         raise CompressError(f"--weights applies to registry names, not to the folder or file {ref}")
-    if _is_span_path(path):
+    if is_span_path(path):
         _refuse(ref, "span", expect)
         return load_span_path(path)
     _refuse(ref, "diffusion", expect)

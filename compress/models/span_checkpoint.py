@@ -26,9 +26,10 @@ from torch import nn
 
 from compress.errors import CompressError
 from compress.io import load_state_file, read_json
+from compress.models.registry import SPAN_WEIGHTS_FILE
 from compress.models.span import NUM_BLOCKS, SPAN, Conv3XC
 
-WEIGHTS_FILE = "model.safetensors"
+WEIGHTS_FILE = SPAN_WEIGHTS_FILE
 CONFIG_FILE = "config.json"
 FUNCTION = "official"  # config.json marker: the weights were trained with (and compute) the official SPAN
 _WRAPPER_KEYS = ("params_ema", "params", "model")  # BasicSR (EMA weights preferred), then our training checkpoints
