@@ -23,6 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from compress.bench.host import cpu_name
 from compress.distill import DistillSettings, distill
 from compress.evaluate import evaluate
 from compress.prune import prune
@@ -69,23 +72,36 @@ def main() -> None:
     }
     command = (f"python benchmarks/bench_distill.py --samples {args.samples} --lcm-steps {args.lcm_steps} "
                f"--direct-steps {args.direct_steps} --direct-solver-steps {args.direct_solver_steps}")
-    result = {"command": command, "training": {name: info for name, (_, info) in students.items()},
+    host = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "precision": "fp32 (torch)"}
+    result = {"command": command, "host": host, "training": {name: info for name, (_, info) in students.items()},
               "rows": rows, "checks": checks}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "distill_toy.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# Few-step sampling on the toy model", "", f"Command: `{command}`", "",
              f"Eval: {args.samples} samples per seed, guidance {reference['guidance']:g}, mean ± std over seeds "
              f"{','.join(map(str, reference['seeds']))}. Wall time per sample is sampling alone, in batches of 250 "
-             "on this machine's CPU.", "",
-             "| model | steps | fd | class_accuracy | ms per sample |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {r['model']} | {r['steps']} | {r['fd']:.2f} ± {r['fd_std']:.2f} | {r['class_accuracy']:.3f} | "
-              f"{r['ms_per_sample']:.2f} |" for r in rows]
+             f"on {host['cpu']}, {host['threads']} threads, fp32 torch. The last column compares fd with the 25-step "
+             "teacher's: the difference against the sum of the two stds.", "",
+             "| model | steps | fd | kid | class_accuracy | ms per sample | vs teacher, 25 steps |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    lines += [f"| {r['model']} | {r['steps']} | {r['fd']:.2f} ± {r['fd_std']:.2f} | "
+              f"{r['kid']:.4f} ± {r['kid_std']:.4f} | {r['class_accuracy']:.3f} ± {r['class_accuracy_std']:.3f} | "
+              f"{r['ms_per_sample']:.2f} | "
+              f"{_versus(r, reference) if i else '(the reference)'} |" for i, r in enumerate(rows)]
     lines += ["", "| student | method | training steps | solver steps | training minutes |", "|---|---|---:|---:|---:|"]
     lines += [f"| {name} | {info['method']} | {info['steps']} | {info['solver_steps']} | {info['seconds'] / 60:.1f} |"
               for name, info in result["training"].items()]
     lines += ["", *[f"- {k}: {'PASS' if v else 'FAIL'}" for k, v in checks.items()]]
     (RESULTS / "distill_toy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _versus(row: dict, reference: dict) -> str:
+    """fd against the reference's: 'within noise' unless the difference exceeds the sum of the two stds."""
+    gap = row["fd"] - reference["fd"]
+    if abs(gap) <= row["fd_std"] + reference["fd_std"]:
+        return "within noise"
+    return f"{'worse' if gap > 0 else 'better'} by {abs(gap):.2f}"
 
 
 def _row(name: str, result: dict) -> dict:
