@@ -6,8 +6,8 @@ Trains (or reuses, from --work) three students with `compress distill`:
   - LCM from the toy teacher (default `compress distill` settings),
   - Direct CM from the toy teacher (--direct-steps / --direct-solver-steps: its target is a full
     teacher ODE solve per step, so it gets a coarser solver and fewer steps in a similar budget),
-  - LCM from the pruned-and-recovered toy (the full compression chain: `compress prune --ratio 0.3`,
-    `compress recover`, then `compress distill --student`), or from --recovered DIR if given.
+  - LCM from the pruned-and-recovered toy (the full compression chain: `compress prune --ratio 0.3
+    --granularity block`, `compress recover`, then `compress distill --student`), or from --recovered DIR.
 Then evaluates each (3 sampling seeds, mean ± std) at 1, 2, 4 and 8 steps (teacher: DDIM with guidance, two
 UNet passes per step; students: their saved LCMScheduler, one pass per step) and the teacher at 25 DDIM steps, all with
 the same samples, guidance and seed. Prints fd, class_accuracy and sampling wall time per sample,
@@ -129,10 +129,12 @@ def _train(out: Path, teacher: str, settings: DistillSettings, student: Path | N
 
 
 def _pruned_and_recovered(work: Path) -> Path:
-    """`compress prune --model toy --ratio 0.3` then `compress recover` with its defaults (reused if there)."""
+    """`compress prune --model toy --ratio 0.3 --granularity block` (the README's and toy-phone recipe's prune: on
+    some hosts the diffusers-granularity units cannot reach 0.3 of ov-cpu latency), then `compress recover` with
+    its defaults (reused if there)."""
     out = work / "recovered"
     if not (out / "unet").is_dir():
-        prune("toy", work / "pruned", ratio=0.3, overwrite=True)
+        prune("toy", work / "pruned", ratio=0.3, granularity="block", overwrite=True)
         recover("toy", work / "pruned", out, settings=RecoverSettings(), overwrite=True, evaluate_after=False)
     return out
 
