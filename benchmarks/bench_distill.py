@@ -28,6 +28,7 @@ import torch
 from compress.bench.host import cpu_name
 from compress.distill import DistillSettings, distill
 from compress.evaluate import evaluate
+from compress.evaluate.quality import within_noise
 from compress.prune import prune
 from compress.recover import RecoverSettings, recover
 
@@ -98,9 +99,9 @@ def main() -> None:
 
 def _versus(row: dict, reference: dict) -> str:
     """fd against the reference's: 'within noise' unless the difference exceeds the sum of the two stds."""
-    gap = row["fd"] - reference["fd"]
-    if abs(gap) <= row["fd_std"] + reference["fd_std"]:
+    if within_noise(row, reference):
         return "within noise"
+    gap = row["fd"] - reference["fd"]
     return f"{'worse' if gap > 0 else 'better'} by {abs(gap):.2f}"
 
 

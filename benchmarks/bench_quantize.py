@@ -36,6 +36,7 @@ from compress.bench import resolve_target
 from compress.bench.backends import usable_backend
 from compress.bench.compare import compare
 from compress.bench.host import host_class
+from compress.evaluate.quality import within_noise
 from compress.io import read_json, write_json
 from exporters import ValidationError, export
 from exporters.quantize import quantize
@@ -147,7 +148,7 @@ def _verdict(task: dict[str, Any], metric: str) -> str:
     fp32, int8 = task["fp32"], task["quantized"]
     difference = int8[metric] - fp32[metric]
     spread = fp32[f"{metric}_std"] + int8[f"{metric}_std"]
-    return (f"{difference:+.3g}, within noise (spreads sum to {spread:.2g})" if abs(difference) <= spread else
+    return (f"{difference:+.3g}, within noise (spreads sum to {spread:.2g})" if within_noise(fp32, int8, metric) else
             f"{difference:+.3g}, beyond the spreads ({spread:.2g})")
 
 

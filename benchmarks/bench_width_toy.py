@@ -32,6 +32,7 @@ from compress.bench.compare import compare
 from compress.bench.host import cpu_name
 from compress.bench.targets import exported_target
 from compress.evaluate import evaluate
+from compress.evaluate.quality import within_noise
 from compress.models.resolve import load_diffusion_model
 from compress.prune import prune
 from compress.prune.width import narrow
@@ -126,7 +127,7 @@ def main() -> None:
     checks = {"width_fd_within_1.25x_teacher": w["fd"] <= 1.25 * t["fd"],
               "width_accuracy_within_0.03_of_teacher": w["class_accuracy"] >= t["class_accuracy"] - 0.03}
     gap = w["fd"] - b["fd"]
-    verdict = ("within noise" if abs(gap) <= w["fd_std"] + b["fd_std"]
+    verdict = ("within noise" if within_noise(w, b)
                else ("block pruning is better" if gap > 0 else "width pruning is better"))
     reports = {"width": width_report, "block": block_report}
     result = {

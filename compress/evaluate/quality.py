@@ -70,6 +70,12 @@ def mean_and_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def within_noise(a: dict, b: dict, metric: str = "fd") -> bool:
+    """The project's rule for two results' `metric` (`metric` and `metric_std` keys): a difference no larger than
+    the two stds together is not a difference."""
+    return abs(a[metric] - b[metric]) <= a[f"{metric}_std"] + b[f"{metric}_std"]
+
+
 def evaluate(
     model: str | os.PathLike | DiffusionModel,
     steps: int = 25,
