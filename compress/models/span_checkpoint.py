@@ -29,7 +29,6 @@ from compress.io import load_state_file, read_json
 from compress.models.registry import SPAN_WEIGHTS_FILE
 from compress.models.span import NUM_BLOCKS, SPAN, Conv3XC
 
-WEIGHTS_FILE = SPAN_WEIGHTS_FILE
 CONFIG_FILE = "config.json"
 FUNCTION = "official"  # config.json marker: the weights were trained with (and compute) the official SPAN
 _WRAPPER_KEYS = ("params_ema", "params", "model")  # BasicSR (EMA weights preferred), then our training checkpoints
@@ -83,7 +82,7 @@ def save_span(model: SPAN, folder: str | os.PathLike) -> None:
     `config.json` for people and for the `function` marker."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(official_state_dict(model, branches=not model.is_fused), str(folder / WEIGHTS_FILE))
+    save_file(official_state_dict(model, branches=not model.is_fused), str(folder / SPAN_WEIGHTS_FILE))
     config = {"architecture": "span", "channels": model.channels, "scale": model.scale, "fused": model.is_fused,
               "function": FUNCTION}
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
@@ -167,7 +166,7 @@ def load_span_path(path: str | os.PathLike) -> SPAN:
         config = path / CONFIG_FILE
         if config.is_file() and read_json(config).get("function") != FUNCTION:  # create() checked "architecture"
             raise CompressError(f"{path} {LEGACY}")
-        if not (path / WEIGHTS_FILE).is_file():
-            raise CompressError(f"{path} is not a SPAN model folder (no {WEIGHTS_FILE})")
-        path = path / WEIGHTS_FILE
+        if not (path / SPAN_WEIGHTS_FILE).is_file():
+            raise CompressError(f"{path} is not a SPAN model folder (no {SPAN_WEIGHTS_FILE})")
+        path = path / SPAN_WEIGHTS_FILE
     return span_from_state_dict(load_state_file(path), source=str(path))
