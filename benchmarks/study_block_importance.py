@@ -9,10 +9,12 @@ Writes benchmarks/results/block_importance.{json,md,png}.
 
 Each fd increase is paired: the unit-removed model and the teacher are sampled from the same seeds, and the
 increase is the mean over seeds of (fd without the unit - teacher fd), with its std. About 35 s per
-(unit, seed) at the defaults on 2 CPU cores (60 units x 3 seeds: about 1h45): run it in parts with
---cache (every finished evaluation is appended there and skipped on the next run) and --max-minutes.
+(unit, seed) at the defaults on a 2-core Xeon, about twice that on a 2-core AVX2 EPYC (60 units x 3 seeds:
+1h45 to 3h30): run it in parts with --cache (every finished evaluation is appended there with its seconds and
+host, and skipped on the next run) and --max-minutes. The cache is committed, so a part on one machine resumes
+on another; the JSON sums the evaluation seconds over all parts.
 
-    python benchmarks/study_block_importance.py --cache runs/block_importance.jsonl --max-minutes 50
+    python benchmarks/study_block_importance.py --cache benchmarks/cache/block_importance.jsonl --max-minutes 50
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from compress.bench.host import cpu_name
 from compress.evaluate import DEFAULT_GUIDANCE, evaluate
 from compress.evaluate.quality import mean_and_std
 from compress.models.resolve import load_diffusion_model
@@ -113,7 +116,8 @@ def main() -> None:
             return
         with removed_units(unet, [by_name[name]] if name != BASE else []):
             result = evaluate(model, steps=args.steps, samples=args.samples, guidance=args.guidance, seeds=[seed])
-        cache.put(name, seed, {"fd": result.fd, "kid": result.kid, "class_accuracy": result.class_accuracy})
+        cache.put(name, seed, {"fd": result.fd, "kid": result.kid, "class_accuracy": result.class_accuracy,
+                               "seconds": result.seconds, "host": cpu_name()})
     base = {seed: cache.get(BASE, seed) for seed in seeds}
     rows = []
     for unit in units:
@@ -139,6 +143,8 @@ def main() -> None:
         "spearman_bootstrap_95": bootstrap_interval(x, y),
         "mid_removed": {k: mid[k] for k in ("fd", "fd_increase", "fd_increase_std", "class_accuracy")},
         "seconds_this_run": round(time.time() - started, 1),
+        "evaluation_seconds_all_parts": round(sum(entry["seconds"] for entry in cache.entries.values()), 1),
+        "hosts": sorted({entry["host"] for entry in cache.entries.values()}),
         "units": sorted(rows, key=lambda r: r["score"]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +163,8 @@ def _write_markdown(summary: dict, path: Path) -> None:
     mid = summary["mid_removed"]
     lines = [
         "# Block-importance study (toy model)", "",
-        f"Command: `{summary['command']}`", "",
+        f"Command: `{summary['command']}`; evaluations took {summary['evaluation_seconds_all_parts'] / 60:.0f} "
+        f"min over all parts, on {'; '.join(summary['hosts'])}.", "",
         f"Each fd: {e['samples']} samples, {e['steps']} DDIM steps, guidance {e['guidance']:g}, mean over seeds "
         f"{','.join(map(str, e['seeds']))}; each increase is paired by seed with the teacher's. "
         f"Teacher fd {t['fd']:.3f} ± {t['fd_std']:.3f}.", "",
