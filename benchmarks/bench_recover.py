@@ -20,6 +20,7 @@ from pathlib import Path
 
 from compress.bench.host import cpu_name
 from compress.evaluate import evaluate
+from compress.evaluate.quality import lower_beyond_noise
 from compress.prune import prune
 from compress.recover import RecoverSettings, recover
 
@@ -55,7 +56,7 @@ def main() -> None:
     checks = {
         "kd_fd_within_1.25x_teacher": kd["fd"] <= 1.25 * teacher["fd"],
         "kd_accuracy_within_0.03_of_teacher": kd["class_accuracy"] >= teacher["class_accuracy"] - 0.03,
-        "kd_beats_task_only_fd_beyond_spread": task["fd"] - kd["fd"] > kd["fd_std"] + task["fd_std"],  # else: noise
+        "kd_beats_task_only_fd_beyond_spread": lower_beyond_noise(kd, task),  # else: noise
         "kd_recovery_within_15_minutes": seconds["kd"] <= 15 * 60,
     }
     command = (f"python benchmarks/bench_recover.py --steps {args.steps} --samples {args.samples} "

@@ -27,7 +27,7 @@ import torch
 
 from compress.bench.host import cpu_name
 from compress.evaluate import DEFAULT_GUIDANCE, evaluate
-from compress.evaluate.quality import mean_and_std
+from compress.evaluate.quality import lower_beyond_noise, mean_and_std
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (4, 10, 25)
@@ -59,7 +59,8 @@ def main() -> None:
         paired_mean, paired_std = mean_and_std(per_seed)
         paired = min(per_seed) > 0 and paired_mean > 2 * paired_std
         gaps[f"{fewer}->{more}"] = {"fd_gap": round(gap, 3), "sum_of_stds": round(spread, 3),
-                                    "verdict": "beyond the spread" if gap > spread else "within noise",
+                                    "verdict": "beyond the spread" if lower_beyond_noise(rows[more], rows[fewer])
+                                    else "within noise",
                                     "paired_gaps": [round(g, 3) for g in per_seed],
                                     "paired_mean": round(paired_mean, 3), "paired_std": round(paired_std, 3),
                                     "paired_verdict": "beyond the spread" if paired else "within noise"}

@@ -20,6 +20,7 @@ import torch
 
 from compress.bench.host import cpu_name
 from compress.evaluate import evaluate
+from compress.evaluate.quality import within_noise
 from exporters import export
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -49,11 +50,10 @@ def main() -> None:
     reference = rows["torch"]
     for row in rows.values():
         difference = row["fd"] - reference["fd"]
-        spread = row["fd_std"] + reference["fd_std"]
         row["fd_difference"] = round(difference, 3)
         row["per_seed_fd_difference"] = [round(a["fd"] - b["fd"], 3)
                                          for a, b in zip(row["per_seed"], reference["per_seed"], strict=True)]
-        row["verdict"] = "within the spread" if abs(difference) <= spread else "outside the spread"
+        row["verdict"] = "within the spread" if within_noise(row, reference) else "outside the spread"
     checks = {"onnx_fp32_within_torch_spread": rows["onnx fp32"]["verdict"] == "within the spread",
               "openvino_fp32_weights_within_torch_spread": rows["openvino fp32 weights"]["verdict"] ==
               "within the spread"}

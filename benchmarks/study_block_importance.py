@@ -110,6 +110,7 @@ def main() -> None:
     todo = [(name, seed) for name in [BASE] + [u.name for u in units] for seed in seeds
             if cache.get(name, seed) is None]
     by_name = {u.name: u for u in units}
+    host = cpu_name()
     for name, seed in tqdm(todo, desc="fd per (unit, seed)"):
         if args.max_minutes is not None and time.time() - started > 60 * args.max_minutes:
             print(f"stopped after {args.max_minutes} min; {len(cache.entries)} evaluations cached in {args.cache}")
@@ -117,7 +118,7 @@ def main() -> None:
         with removed_units(unet, [by_name[name]] if name != BASE else []):
             result = evaluate(model, steps=args.steps, samples=args.samples, guidance=args.guidance, seeds=[seed])
         cache.put(name, seed, {"fd": result.fd, "kid": result.kid, "class_accuracy": result.class_accuracy,
-                               "seconds": result.seconds, "host": cpu_name()})
+                               "seconds": result.seconds, "host": host})
     base = {seed: cache.get(BASE, seed) for seed in seeds}
     rows = []
     for unit in units:

@@ -76,6 +76,11 @@ def within_noise(a: dict, b: dict, metric: str = "fd") -> bool:
     return abs(a[metric] - b[metric]) <= a[f"{metric}_std"] + b[f"{metric}_std"]
 
 
+def lower_beyond_noise(a: dict, b: dict, metric: str = "fd") -> bool:
+    """`a`'s `metric` is below `b`'s by more than the two stds together (the one-sided form of `within_noise`)."""
+    return a[metric] < b[metric] and not within_noise(a, b, metric)
+
+
 def evaluate(
     model: str | os.PathLike | DiffusionModel,
     steps: int = 25,
