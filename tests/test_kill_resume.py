@@ -96,6 +96,7 @@ def test_killed_prune_leaves_nothing(toy_pair, tmp_path):
     log = tmp_path / "prune.log"
     work = tmp_path / "work"
     work.mkdir()
-    process = _start(["prune", "--model", str(teacher), "--ratio", "0.3", "--out", str(work / "pruned")], log)
+    process = _start(["prune", "--model", str(teacher), "--ratio", "0.3", "--budget", "params", "--out",
+                       str(work / "pruned")], log)
     _kill_when(process, lambda: "scoring" in log.read_text(), log)  # killed while it scores the units
     assert _everything(work) == set()

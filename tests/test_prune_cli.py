@@ -96,7 +96,7 @@ def _corrupt_folder(tmp_path):
     (["--model", "no-such-model", "--ratio", "0.3"], "unknown model"),
     (["--model", "sd14", "--weights", "/no/such/folder", "--ratio", "0.3"], "--weights path not found"),
     (["--model", "CORRUPT", "--ratio", "0.3"], "cannot read safetensors file"),
-    (["--model", "TINY", "--ratio", "0.95"], "cannot be reached"),
+    (["--model", "TINY", "--ratio", "0.95", "--budget", "params"], "cannot be reached"),  # no table to time
     (["--model", "sd14", "--ratio", "0.3"], "offline"),
 ])
 def test_bad_input_gives_one_error_line_exit_2_and_no_output(args, message, tmp_path, tiny_unet_dir):

@@ -100,7 +100,7 @@ def test_onnx_w8a8_is_a_qdq_graph_and_keep_sensitive_leaves_the_worst_layers_in_
 
 def test_toy_openvino_w8a8_passes_its_task_check_and_samples_through_openvino(tmp_path, monkeypatch, capsys):
     code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", "openvino", "--samples", "32",
-                                 "--task-samples", "100", "--task-seeds", "0,1", "--out", tmp_path / "q")
+                                 "--task-samples", "50", "--task-seeds", "0,1", "--out", tmp_path / "q")
     assert code == 0, err
     report = _report(tmp_path / "q")
     checks = {c["name"]: c for c in report["checks"]}
