@@ -54,25 +54,27 @@ def test_a_consistency_student_is_calibrated_at_its_own_steps_with_its_guidance_
     assert all(row["timestep_cond"].shape == (1, width) for row in calibration.rows)
 
 
-@pytest.mark.parametrize("format_", ["onnx", "openvino"])
-def test_the_same_seed_gives_the_same_int8_graph(format_, tmp_path, monkeypatch, capsys):
-    files = {"onnx": "unet/model.onnx", "openvino": "unet/openvino_model.bin"}
-    for name in ("a", "b"):
-        code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", format_, "--out",
-                                     tmp_path / name, *FAST)
-        assert code == 0, err
-    assert (tmp_path / "a" / files[format_]).read_bytes() == (tmp_path / "b" / files[format_]).read_bytes()
-    report = _report(tmp_path / "a")
+def _same_bytes_and_timed(first: Path, second: Path, model_file: str, backend: str, monkeypatch, capsys) -> None:
+    """Two quantizations with the same seed wrote the same graph, and `compress bench` times it like any export."""
+    assert (first / model_file).read_bytes() == (second / model_file).read_bytes()
+    report = _report(first)
     assert report["weights"] == "int8-w8a8" and report["validated"] is True
-    assert report["quantization"]["calibration"]["samples"] == 16
     fresh = [c for c in report["checks"] if c["name"].startswith("calibration") and c["name"].endswith("rel_l2")]
     assert len(fresh) == 4 and all(c["passed"] for c in fresh)
-    backend = {"onnx": "ort-cpu", "openvino": "ov-cpu"}[format_]  # timed like any other export
-    code, out, err = run_console(monkeypatch, capsys, "bench", tmp_path / "a", "--backend", backend, "--warmup", "1",
-                                 "--runs", "3", "--json", tmp_path / "bench.json")
+    code, out, err = run_console(monkeypatch, capsys, "bench", first, "--backend", backend, "--warmup", "1",
+                                 "--runs", "3", "--json", first.parent / "bench.json")
     assert code == 0, err
-    result = json.loads((tmp_path / "bench.json").read_text())["results"][0]
+    result = json.loads((first.parent / "bench.json").read_text())["results"][0]
     assert result["backend"] == backend and result["p50_ms"] > 0
+
+
+def test_the_same_seed_gives_the_same_onnx_int8_graph(tmp_path, monkeypatch, capsys):
+    for name in ("a", "b"):
+        code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", "onnx", "--out",
+                                     tmp_path / name, *FAST)
+        assert code == 0, err
+    assert _report(tmp_path / "a")["quantization"]["calibration"]["samples"] == 16
+    _same_bytes_and_timed(tmp_path / "a", tmp_path / "b", "unet/model.onnx", "ort-cpu", monkeypatch, capsys)
 
 
 def test_onnx_w8a8_is_a_qdq_graph_and_keep_sensitive_leaves_the_worst_layers_in_float(tmp_path, monkeypatch,
@@ -98,10 +100,16 @@ def test_onnx_w8a8_is_a_qdq_graph_and_keep_sensitive_leaves_the_worst_layers_in_
         assert (producers.get(weight) == "DequantizeLinear") == (node.name not in excluded), node.name
 
 
-def test_toy_openvino_w8a8_passes_its_task_check_and_samples_through_openvino(tmp_path, monkeypatch, capsys):
+def test_toy_openvino_w8a8_passes_its_task_check_samples_through_openvino_and_is_the_same_graph_again(
+        tmp_path, monkeypatch, capsys):
     code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", "openvino", "--samples", "32",
                                  "--task-samples", "50", "--task-seeds", "0,1", "--out", tmp_path / "q")
     assert code == 0, err
+    code, out, err = run_console(monkeypatch, capsys, "quantize", "toy", "--format", "openvino", "--samples", "32",
+                                 "--no-task-check", "--out", tmp_path / "again")  # the task check only reads
+    assert code == 0, err
+    _same_bytes_and_timed(tmp_path / "q", tmp_path / "again", "unet/openvino_model.bin", "ov-cpu", monkeypatch,
+                          capsys)
     report = _report(tmp_path / "q")
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["task_fd_ratio"]["passed"] and checks["task_fd_ratio"]["limit"] == 1.10
