@@ -6,6 +6,7 @@ import os
 import tempfile
 
 import pytest
+import torch
 from diffusers import UNet2DConditionModel
 
 from helpers import make_tiny_unet
@@ -13,6 +14,12 @@ from helpers import make_tiny_unet
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Latency tables are cached for the whole session (each model's table is built once), never in ~/.cache.
 os.environ["COMPRESS_CACHE"] = tempfile.mkdtemp(prefix="compress-test-cache-")
+# Under pytest-xdist (the README's `-n auto`) each worker takes its share of the cores: two workers on 2 cores must
+# not run two torch threads each. Much of a test's time is single-threaded Python (dynamo export, onnxscript's
+# rewriter, diffusers' dispatch on tiny models), which is why two workers beat one.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
 
 
 @pytest.fixture
