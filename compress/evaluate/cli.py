@@ -48,7 +48,7 @@ def eval_cmd(model: str, steps: int, sampler: str | None, samples: int, guidance
     kid_real
 
     \b
-    compress eval --model toy                           3 seeds, about 2.5 min on 2 CPU cores
+    compress eval --model toy                           3 seeds, 5 to 13 min on 2 CPU cores
     compress eval --model out/pruned --steps 10 --json out/pruned/eval.json
     compress eval --model out/toy-onnx                  an export, sampled by its runtime
     compress eval --model toy --cache-interval 3        DeepCache-style reuse of deep features
