@@ -111,6 +111,7 @@ def test_toy_openvino_w8a8_passes_its_task_check_samples_through_openvino_and_is
     _same_bytes_and_timed(tmp_path / "q", tmp_path / "again", "unet/openvino_model.bin", "ov-cpu", monkeypatch,
                           capsys)
     report = _report(tmp_path / "q")
+    assert report["quantization"]["calibration"]["samples"] == 32
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["task_fd_ratio"]["passed"] and checks["task_fd_ratio"]["limit"] == 1.10
     assert checks["task_class_accuracy_drop"]["passed"]
